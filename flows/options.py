@@ -1,0 +1,110 @@
+"""The options users pass to ferry's flows: types, limits and help text, defined once.
+
+Each option is an `Annotated` type carrying its pydantic constraints and its description. Prefect
+validates flow parameters against the constraints; `described` copies the descriptions into the
+flow's docstring, where Prefect's UI form and `ferry --help` read them.
+"""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from collections.abc import Callable
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import Field
+from pydantic.fields import FieldInfo
+
+Url = Annotated[
+    str,
+    Field(min_length=1, description="A directory path, or an S3 URL (s3://bucket/prefix)."),
+]
+StorageOptions = Annotated[
+    dict[str, Any] | None,
+    Field(
+        description="fsspec/s3fs storage options for this side (endpoint_url, key, secret, "
+        "use_ssl, ...). Without them S3 settings come from the standard AWS environment "
+        "variables, AWS_ENDPOINT_URL included. Prefer the environment or a Prefect block for "
+        "secrets: flow parameters are stored by the Prefect API."
+    ),
+]
+Globs = Annotated[
+    list[str] | None,
+    Field(
+        description="Glob patterns. A pattern without '/' matches a name in any directory "
+        "(*.bin); one with '/' matches the path from the root (ckpt/*/model.pt)."
+    ),
+]
+Overwrite = Annotated[
+    Literal["changed", "always", "never"],
+    Field(
+        description="When to replace an entry that exists at the destination: 'changed' (the "
+        "default) copies unless size and mtime match; 'always' copies everything; 'never' keeps "
+        "what is there."
+    ),
+]
+VerifyMode = Annotated[
+    Literal["size-mtime", "checksum", "none"],
+    Field(
+        description="How to check the destination after copying: 'size-mtime' (default), "
+        "'checksum' (also hash file contents against the objects' ETags) or 'none'."
+    ),
+]
+Bandwidth = Annotated[
+    float | None,
+    Field(
+        gt=0,
+        description="Cap on the whole task's transfer rate, in MB/s (10^6 bytes). Default: no cap.",
+    ),
+]
+Concurrency = Annotated[
+    int,
+    Field(ge=1, le=4096, description="Objects in flight at once across the task (per process)."),
+]
+PartitionFiles = Annotated[
+    int,
+    Field(ge=1, description="Most entries in one partition (one Prefect task run)."),
+]
+PartitionBytes = Annotated[
+    int,
+    Field(ge=1, description="Most bytes in one partition (one Prefect task run)."),
+]
+ReportDirOption = Annotated[
+    str | None,
+    Field(
+        description="Where to write the manifest and summary (a path or fsspec URL); each run "
+        "writes below it in a folder named after its id. Default: $FERRY_REPORT_DIR or "
+        "./ferry-reports."
+    ),
+]
+DryRun = Annotated[bool, Field(description="Plan and write the manifest, but copy nothing.")]
+Retries = Annotated[
+    int,
+    Field(
+        ge=1,
+        le=20,
+        description="Attempts per object for transient errors (5xx, throttling, "
+        "dropped connections).",
+    ),
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def descriptions(fn: Callable[..., Any]) -> dict[str, str]:
+    """{parameter: description} from the Annotated Field metadata of `fn`'s signature."""
+    hints = typing.get_type_hints(fn, include_extras=True)
+    found = {}
+    for name in inspect.signature(fn).parameters:
+        for meta in getattr(hints.get(name), "__metadata__", ()):
+            if isinstance(meta, FieldInfo) and meta.description:
+                found[name] = meta.description
+    return found
+
+
+def described(fn: F) -> F:
+    """Append an `Args:` section built from the option descriptions to `fn`'s docstring."""
+    lines = [f"    {name}: {text}" for name, text in descriptions(fn).items()]
+    doc = inspect.cleandoc(fn.__doc__ or "")
+    fn.__doc__ = doc + "\n\nArgs:\n" + "\n".join(lines) + "\n"
+    return fn

@@ -1,0 +1,230 @@
+"""The batch tasks: `export_data` (directory → bucket prefix) and `import_data` (the reverse).
+
+Both are the one pipeline: list both sides, plan, partition, copy each partition as a Prefect task
+run, verify, report.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from prefect import flow
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.futures import as_completed
+from prefect.runtime import flow_run
+
+from flows.options import (
+    Bandwidth,
+    Concurrency,
+    DryRun,
+    Globs,
+    Overwrite,
+    PartitionBytes,
+    PartitionFiles,
+    ReportDirOption,
+    Retries,
+    StorageOptions,
+    Url,
+    VerifyMode,
+    described,
+)
+from flows.result import TaskResult
+from tasks import limits as task_limits
+from tasks import progress
+from tasks.endpoints import BucketPrefix, Directory, parse_endpoint
+from tasks.errors import DestinationUnusable, UsageError
+from tasks.job import Job, Outcome, row
+from tasks.listing import Filter
+from tasks.manifest import ReportDir, default_report_dir, now
+from tasks.partition import DEFAULT_BYTES, DEFAULT_FILES, partition
+from tasks.plan import APPLY_ACTIONS, final_status, plan_export, plan_import
+from tasks.steps import apply_step, list_bucket_step, list_directory_step, report_step, verify_step
+
+
+def _task_id() -> str:
+    return str(flow_run.get_id() or "local")
+
+
+def resolve(direction: str, source: str, destination: str, source_options, destination_options):
+    """The directory and the bucket prefix of a task, or a UsageError naming the wrong one."""
+    src = parse_endpoint(source, source_options)
+    dst = parse_endpoint(destination, destination_options)
+    if direction == "export":
+        if not isinstance(src, Directory):
+            raise UsageError("export reads a directory: SOURCE must be a path", where=source)
+        if not isinstance(dst, BucketPrefix):
+            raise UsageError(
+                "export writes to a bucket: DESTINATION must be s3://bucket/prefix",
+                where=destination,
+            )
+        return src, dst
+    if not isinstance(src, BucketPrefix):
+        raise UsageError("import reads a bucket: SOURCE must be s3://bucket/prefix", where=source)
+    if not isinstance(dst, Directory):
+        raise UsageError("import writes a directory: DESTINATION must be a path", where=destination)
+    return dst, src
+
+
+def run_transfer(direction: str, source: str, destination: str, **options: Any) -> TaskResult:
+    started = time.monotonic()
+    directory, bucket = resolve(
+        direction, source, destination, options["source_options"], options["destination_options"]
+    )
+    selected = Filter(options["include"], options["exclude"])
+    task_id = _task_id()
+    job = Job(
+        task_id=task_id,
+        direction=direction,
+        directory=directory,
+        bucket=bucket,
+        overwrite=options["overwrite"],
+        verify=options["verify"],
+        bandwidth_mbps=options["bandwidth_mbps"],
+        concurrency=options["concurrency"],
+        retries=options["retries"],
+        dry_run=options["dry_run"],
+    )
+    report = ReportDir(options["report_dir"] or default_report_dir(), task_id)
+
+    if direction == "export":
+        src_future = list_directory_step.submit(directory, must_exist=True)
+        dst_future = list_bucket_step.submit(bucket)
+        items = plan_export(
+            src_future.result(),
+            dst_future.result(),
+            prefix=bucket.prefix,
+            overwrite=job.overwrite,
+            selected=selected,
+        )
+    else:
+        src_future = list_bucket_step.submit(bucket)
+        dst_future = list_directory_step.submit(directory, must_exist=False, read_state=True)
+        items = plan_import(
+            src_future.result(), dst_future.result(), overwrite=job.overwrite, selected=selected
+        )
+
+    if direction == "import" and not job.dry_run:
+        make_root(directory)
+    work = [i for i in items if i.action in APPLY_ACTIONS]
+    decided = [i for i in items if i.action not in APPLY_ACTIONS]
+    stamp = now()
+    planned_rows = [_planned_row(job, i, final_status(i), i.reason, stamp) for i in decided]
+    if job.dry_run:
+        planned_rows += [
+            _planned_row(job, i, "skipped", f"dry run: would {i.action}", stamp) for i in work
+        ]
+        work = []
+    if planned_rows:
+        report.write_part("planned", planned_rows)
+
+    parts = partition(
+        work, max_files=options["partition_files"], max_bytes=options["partition_bytes"]
+    )
+    progress.planned(len(work), sum(i.size for i in work))
+    tracker = create_progress_artifact(
+        progress=0.0 if parts else 100.0,
+        key=f"ferry-{direction}-progress",
+        description=f"{len(parts)} partitions, {len(work)} entries",
+    )
+    try:
+        futures = {apply_step.submit(job, p, report): p for p in parts}
+        done = 0
+        for future in as_completed(list(futures)):
+            try:
+                future.result()
+            except Exception as exc:  # the partition could not even record its rows
+                part = futures[future]
+                rows = [
+                    _planned_row(job, i, "failed", f"partition failed: {exc}", now())
+                    for i in part.items
+                ]
+                report.write_part(f"part-{part.index:05d}", rows)
+            done += 1
+            update_progress_artifact(tracker, progress=100.0 * done / len(parts))
+    finally:
+        task_limits.release(task_id)
+
+    verification = verify_step(job, report) if job.verify != "none" and not job.dry_run else {}
+    summary = report_step(
+        report,
+        verification,
+        job=direction,
+        source=(bucket if direction == "import" else directory).display,
+        destination=(directory if direction == "import" else bucket).display,
+        seconds=time.monotonic() - started,
+        dry_run=job.dry_run,
+    )
+    return TaskResult.from_summary(summary)
+
+
+def make_root(directory: Directory) -> None:
+    try:
+        os.makedirs(directory.root, exist_ok=True)
+    except OSError as exc:
+        raise DestinationUnusable(
+            f"cannot create the destination directory ({exc.strerror})", where=directory.root
+        ) from exc
+
+
+def _planned_row(job: Job, item, status: str, reason: str | None, stamp) -> dict:
+    return row(
+        job,
+        item,
+        Outcome(status, reason),
+        partition=-1,
+        attempts=0,
+        started_at=stamp,
+        finished_at=stamp,
+    )
+
+
+@flow(name="ferry-export", log_prints=False)
+@described
+def export_data(
+    source: Url,
+    destination: Url,
+    *,
+    source_options: StorageOptions = None,
+    destination_options: StorageOptions = None,
+    include: Globs = None,
+    exclude: Globs = None,
+    overwrite: Overwrite = "changed",
+    verify: VerifyMode = "size-mtime",
+    bandwidth_mbps: Bandwidth = None,
+    concurrency: Concurrency = 32,
+    partition_files: PartitionFiles = DEFAULT_FILES,
+    partition_bytes: PartitionBytes = DEFAULT_BYTES,
+    report_dir: ReportDirOption = None,
+    dry_run: DryRun = False,
+    retries: Retries = 5,
+) -> TaskResult:
+    """Export a directory to a bucket prefix: files become objects with their mtime in metadata,
+    symbolic links and special files become empty objects, empty directories `dir/` markers."""
+    return run_transfer("export", **locals())
+
+
+@flow(name="ferry-import", log_prints=False)
+@described
+def import_data(
+    source: Url,
+    destination: Url,
+    *,
+    source_options: StorageOptions = None,
+    destination_options: StorageOptions = None,
+    include: Globs = None,
+    exclude: Globs = None,
+    overwrite: Overwrite = "changed",
+    verify: VerifyMode = "size-mtime",
+    bandwidth_mbps: Bandwidth = None,
+    concurrency: Concurrency = 32,
+    partition_files: PartitionFiles = DEFAULT_FILES,
+    partition_bytes: PartitionBytes = DEFAULT_BYTES,
+    report_dir: ReportDirOption = None,
+    dry_run: DryRun = False,
+    retries: Retries = 5,
+) -> TaskResult:
+    """Import a bucket prefix into a directory: objects become files (written under a temporary
+    name, then renamed), mtimes come back from object metadata, `dir/` markers become directories."""
+    return run_transfer("import", **locals())

@@ -1,0 +1,57 @@
+"""`verify_data`: compare two trees, like `rclone check`, and write a manifest. Copies nothing."""
+
+from __future__ import annotations
+
+import time
+
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
+
+from flows.options import Globs, ReportDirOption, StorageOptions, Url, VerifyMode, described
+from flows.result import TaskResult
+from tasks.endpoints import parse_endpoint
+from tasks.listing import Filter
+from tasks.manifest import ReportDir, default_report_dir
+from tasks.steps import report_step
+from tasks.verify import compare_trees
+
+
+@task(name="compare-trees", cache_policy=NO_CACHE, persist_result=False)
+def compare_step(source, destination, *, mode: str, selected: Filter) -> list[dict]:
+    return compare_trees(source, destination, mode=mode, selected=selected)
+
+
+@flow(name="ferry-verify", log_prints=False)
+@described
+def verify_data(
+    source: Url,
+    destination: Url,
+    *,
+    source_options: StorageOptions = None,
+    destination_options: StorageOptions = None,
+    include: Globs = None,
+    exclude: Globs = None,
+    verify: VerifyMode = "size-mtime",
+    report_dir: ReportDirOption = None,
+) -> TaskResult:
+    """Compare a destination tree with its source: every entry present, with the same size and
+    mtime (and, with verify='checksum', the same content). Entries only at the destination count
+    as differences. Nothing is copied."""
+    started = time.monotonic()
+    src = parse_endpoint(source, source_options)
+    dst = parse_endpoint(destination, destination_options)
+    selected = Filter(include, exclude)
+    task_id = str(flow_run.get_id() or "local")
+    report = ReportDir(report_dir or default_report_dir(), task_id)
+    rows = compare_step(src, dst, mode=verify, selected=selected)
+    report.write_part("compare", rows)
+    summary = report_step(
+        report,
+        {},
+        job="verify",
+        source=src.display,
+        destination=dst.display,
+        seconds=time.monotonic() - started,
+    )
+    return TaskResult.from_summary(summary)

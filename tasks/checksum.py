@@ -1,0 +1,65 @@
+"""Content checksums comparable with S3 ETags. Pure apart from reading the file.
+
+A single-part object's ETag is the MD5 of its bytes; a multipart object's is the MD5 of its parts'
+MD5s followed by `-<parts>`. The part size is not stored, so it is found among the sizes common
+tools use (ferry's 16 MiB first) that give the right number of parts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+
+MiB = 2**20
+COMMON_PART_SIZES = (16, 8, 5, 32, 50, 64, 100, 128, 256, 512)
+BLOCK = 4 * MiB
+
+
+def md5_file(path: str) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        while block := f.read(BLOCK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _multipart_etag(path: str, part_size: int) -> str:
+    digests = []
+    with open(path, "rb") as f:
+        while True:
+            part = hashlib.md5()
+            remaining = part_size
+            while remaining and (block := f.read(min(BLOCK, remaining))):
+                part.update(block)
+                remaining -= len(block)
+            if remaining == part_size:
+                break
+            digests.append(part.digest())
+    return hashlib.md5(b"".join(digests)).hexdigest() + f"-{len(digests)}"
+
+
+def part_sizes(size: int, parts: int) -> list[int]:
+    """Part sizes that split `size` bytes into exactly `parts` parts, most likely first."""
+    candidates = [n * MiB for n in COMMON_PART_SIZES]
+    candidates.append(math.ceil(size / parts / MiB) * MiB)
+    candidates.append(math.ceil(size / parts))
+    seen: list[int] = []
+    for candidate in candidates:
+        if candidate > 0 and math.ceil(size / candidate) == parts and candidate not in seen:
+            seen.append(candidate)
+    return seen
+
+
+def file_matches_etag(path: str, size: int, etag: str) -> bool | None:
+    """Whether the file's bytes are those of an object with this ETag; None when the ETag is not
+    one an MD5 can reproduce (no usual part size gives its number of parts)."""
+    if "-" not in etag:
+        return md5_file(path) == etag
+    try:
+        parts = int(etag.rsplit("-", 1)[1])
+    except ValueError:
+        return None
+    sizes = part_sizes(size, parts)
+    if not sizes:
+        return None
+    return any(_multipart_etag(path, part_size) == etag for part_size in sizes)

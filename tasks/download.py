@@ -1,0 +1,196 @@
+"""Import one entry: an object becomes a file, a directory marker a directory.
+
+A file is written under a temporary name in its final directory, given its mtime, and renamed into
+place only when complete: no partial file ever carries a final name. Large objects are read in
+parallel byte ranges written with `pwrite`. Every GET is conditional on the ETag seen when listing,
+so an object overwritten mid-copy is reported instead of mixed. No write leaves the destination:
+directories are created one level at a time and a symbolic link on the way is refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import stat
+import uuid
+
+from tasks import progress
+from tasks.job import Job, Outcome
+from tasks.limits import TaskLimits
+from tasks.listing import STATE_XATTR, strip_etag
+from tasks.metadata import SYNC_MTIME_KEY, restored_mtime, same_mtime
+from tasks.plan import UNCHANGED, Item
+from tasks.retry import retrying
+
+PART_SIZE = 16 * 2**20
+PARALLEL_THRESHOLD = 32 * 2**20
+WRITE_IN_LOOP = 2**20
+
+
+class OutsideDestination(OSError):
+    """Writing here would leave the destination directory (a symbolic link on the way)."""
+
+
+class SafeDirectories:
+    """Creates directories below a root without ever following a symbolic link out of it."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self._known: set[str] = {""}
+
+    def ensure(self, relative_dir: str) -> str:
+        """Make `root/relative_dir` (and its parents) exist as real directories; return its path."""
+        if relative_dir in self._known:
+            return os.path.join(self.root, *relative_dir.split("/")) if relative_dir else self.root
+        parent, _, name = relative_dir.rpartition("/")
+        base = self.ensure(parent)
+        path = os.path.join(base, name)
+        try:
+            os.mkdir(path)
+        except FileExistsError:
+            st = os.lstat(path)
+            if stat.S_ISLNK(st.st_mode):
+                raise OutsideDestination(
+                    f"a symbolic link at the destination is in the way: {relative_dir}"
+                ) from None
+            if not stat.S_ISDIR(st.st_mode):
+                raise NotADirectoryError(
+                    f"a file at the destination is in the way of directory {relative_dir}"
+                ) from None
+        self._known.add(relative_dir)
+        return path
+
+
+def _last_modified_ns(response) -> int | None:
+    value = response.get("LastModified")
+    return int(value.timestamp() * 1e9) if value is not None else None
+
+
+def _set_state(path: str, etag: str | None, mtime_ns: int) -> None:
+    if not etag:
+        return
+    try:
+        os.setxattr(path, STATE_XATTR, f"{etag} {mtime_ns}".encode(), follow_symlinks=False)
+    except OSError:
+        pass  # no user xattrs here: reruns ask the store instead
+
+
+async def import_item(
+    client, job: Job, limits: TaskLimits, item: Item, dirs: SafeDirectories
+) -> Outcome:
+    bucket, key = job.bucket.bucket, job.bucket.key(item.path)
+    parent_rel, _, name = item.path.rpartition("/")
+    if item.action == "mkdir":
+        path = dirs.ensure(item.path)
+        head = await client.head_object(Bucket=bucket, Key=key + "/")
+        mtime, _ = restored_mtime(head.get("Metadata"), _last_modified_ns(head))
+        if mtime is not None and not os.listdir(path):
+            os.utime(path, ns=(mtime, mtime), follow_symlinks=False)
+        return Outcome("ok", mtime_ns=mtime, action="mkdir")
+    parent = dirs.ensure(parent_rel)
+    target = os.path.join(parent, name)
+    if item.action == "check":
+        unchanged = await _unchanged(client, job, key, item, target)
+        if unchanged is not None:
+            return unchanged
+    temporary = os.path.join(parent, f".ferry-{uuid.uuid4().hex}.part")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+    try:
+        if item.size >= PARALLEL_THRESHOLD:
+            response = await _ranged(client, job, limits, bucket, key, item, fd)
+        else:
+            response = await _whole(client, job, limits, bucket, key, item, fd)
+        os.close(fd)
+        fd = -1
+        mtime, _ = restored_mtime(response.get("Metadata"), _last_modified_ns(response))
+        os.utime(temporary, ns=(mtime, mtime))
+        etag = strip_etag(response.get("ETag")) or item.etag
+        _set_state(temporary, etag, mtime)
+        if os.path.isdir(target) and not os.path.islink(target):
+            raise IsADirectoryError(f"a directory at the destination is in the way: {item.path}")
+        os.replace(temporary, target)
+        temporary = None
+        return Outcome("ok", bytes=item.size, checksum=etag, mtime_ns=mtime, action="copy")
+    finally:
+        if fd >= 0:
+            os.close(fd)
+        if temporary is not None:
+            try:
+                os.unlink(temporary)
+            except FileNotFoundError:
+                pass
+
+
+async def _unchanged(client, job: Job, key: str, item: Item, target: str) -> Outcome | None:
+    try:
+        st = os.lstat(target)
+    except FileNotFoundError:
+        return None
+    head = await client.head_object(Bucket=job.bucket.bucket, Key=key)
+    stored, origin = restored_mtime(head.get("Metadata"), _last_modified_ns(head))
+    if (
+        stat.S_ISREG(st.st_mode)
+        and st.st_size == head.get("ContentLength")
+        and same_mtime(st.st_mtime_ns, stored, whole_seconds=origin == SYNC_MTIME_KEY)
+    ):
+        etag = strip_etag(head.get("ETag"))
+        _set_state(target, etag, st.st_mtime_ns)
+        return Outcome("skipped", UNCHANGED, checksum=etag, mtime_ns=stored, action="skip")
+    return None
+
+
+def _conditions(item: Item) -> dict:
+    return {"IfMatch": f'"{item.etag}"'} if item.etag else {}
+
+
+async def _whole(client, job: Job, limits: TaskLimits, bucket: str, key: str, item: Item, fd: int):
+    await limits.bandwidth.acquire(item.size)
+    response = await client.get_object(Bucket=bucket, Key=key, **_conditions(item))
+    async with response["Body"] as body:
+        data = await body.read()
+    if len(data) != response.get("ContentLength", len(data)):
+        raise asyncio.IncompleteReadError(data, response.get("ContentLength"))
+    if len(data) <= WRITE_IN_LOOP:
+        _write_all(fd, data)
+    else:
+        await asyncio.to_thread(_write_all, fd, data)
+    progress.advance(0, len(data))
+    return response
+
+
+def _write_all(fd: int, data: bytes, offset: int = 0) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, offset)
+        view, offset = view[written:], offset + written
+
+
+async def _ranged(client, job: Job, limits: TaskLimits, bucket: str, key: str, item: Item, fd: int):
+    size = item.size
+    os.ftruncate(fd, size)
+
+    async def fetch(offset: int):
+        length = min(PART_SIZE, size - offset)
+        async with limits.parts():
+            await limits.bandwidth.acquire(length)
+
+            async def once():
+                response = await client.get_object(
+                    Bucket=bucket,
+                    Key=key,
+                    Range=f"bytes={offset}-{offset + length - 1}",
+                    **_conditions(item),
+                )
+                async with response["Body"] as body:
+                    data = await body.read()
+                if len(data) != length:
+                    raise asyncio.IncompleteReadError(data, length)
+                return response, data
+
+            response, data = await retrying(job.retries, once)
+            await asyncio.to_thread(_write_all, fd, data, offset)
+            progress.advance(0, length)
+            return response
+
+    responses = await asyncio.gather(*(fetch(off) for off in range(0, size, PART_SIZE)))
+    return responses[0]

@@ -1,0 +1,135 @@
+"""Endpoints: an fsspec URL plus storage options, resolved into something ferry can list and copy.
+
+A task has two endpoints. One is a directory on a file system (a local disk, a parallel file system
+mount); the other is a bucket prefix on an S3-compatible store, reached through s3fs. Credentials
+come from the options or from the standard AWS environment variables (`AWS_ENDPOINT_URL` included);
+they are kept out of `repr`, logs and manifests.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import fsspec
+import fsspec.asyn
+
+from tasks.errors import UsageError
+
+OBJECT_PROTOCOLS = ("s3", "s3a")
+LOCAL_PROTOCOLS = ("", "file", "local")
+
+#: Options that are secrets: never shown.
+SECRET_OPTIONS = frozenset({"key", "secret", "token", "password", "aws_secret_access_key"})
+
+
+@dataclass(frozen=True)
+class Directory:
+    """A directory on a (local or mounted) file system."""
+
+    url: str
+    root: str  # absolute path, no trailing separator
+
+    @property
+    def display(self) -> str:
+        return self.root
+
+    def join(self, relative: str) -> str:
+        return os.path.join(self.root, *relative.split("/")) if relative else self.root
+
+
+@dataclass(frozen=True)
+class BucketPrefix:
+    """A prefix in an S3-compatible bucket. `prefix` is '' or ends with '/'."""
+
+    url: str
+    bucket: str
+    prefix: str
+    options: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def display(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}"
+
+    def key(self, relative: str) -> str:
+        return self.prefix + relative
+
+    def relative(self, key: str) -> str | None:
+        """The path of `key` below the prefix, or None when the key is outside it."""
+        return key[len(self.prefix) :] if key.startswith(self.prefix) else None
+
+    def filesystem(self):
+        """The s3fs filesystem for this endpoint (cached by fsspec per options)."""
+        return fsspec.filesystem("s3", **s3_options(self.options))
+
+    def run(self, work, *args):
+        """Run `await work(client, *args)` on s3fs's event loop with this endpoint's client."""
+        fs = self.filesystem()
+
+        async def call():
+            return await work(await fs.set_session(), *args)
+
+        return fsspec.asyn.sync(fs.loop, call)
+
+
+Endpoint = Directory | BucketPrefix
+
+
+def s3_options(options: dict[str, Any] | None) -> dict[str, Any]:
+    """s3fs constructor arguments: the user's options over the environment's, plus ferry's client
+    settings (ferry does its own retries, so botocore makes one attempt; enough pooled connections
+    for the transfers in flight)."""
+    opts = dict(options or {})
+    endpoint = (
+        opts.pop("endpoint_url", None)
+        or os.environ.get("AWS_ENDPOINT_URL_S3")
+        or (os.environ.get("AWS_ENDPOINT_URL"))
+    )
+    if endpoint:
+        opts["endpoint_url"] = endpoint
+        if endpoint.startswith("http://"):
+            opts.setdefault("use_ssl", False)
+    config = dict(opts.pop("config_kwargs", None) or {})
+    config.setdefault("retries", {"max_attempts": 1, "mode": "standard"})
+    config.setdefault("max_pool_connections", 128)
+    config.setdefault("connect_timeout", 10)
+    config.setdefault("read_timeout", 60)
+    opts["config_kwargs"] = config
+    return opts
+
+
+def parse_endpoint(url: str, options: dict[str, Any] | None = None) -> Endpoint:
+    """Turn a user's URL or path into an endpoint, or raise UsageError saying what is wrong."""
+    if not isinstance(url, str) or not url.strip():
+        raise UsageError("empty path or URL")
+    url = url.strip()
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower() if "://" in url else ""
+    if scheme in OBJECT_PROTOCOLS:
+        bucket = parts.netloc
+        if not bucket:
+            raise UsageError("no bucket in URL", where=url)
+        if parts.query or parts.fragment:
+            raise UsageError("URL must not have a query or fragment", where=url)
+        prefix = parts.path.lstrip("/")
+        if prefix and not prefix.endswith("/"):
+            prefix += "/"
+        if "//" in prefix:
+            raise UsageError("URL has an empty path segment ('//')", where=url)
+        return BucketPrefix(url=url, bucket=bucket, prefix=prefix, options=dict(options or {}))
+    if scheme in LOCAL_PROTOCOLS:
+        if options:
+            unknown = ", ".join(sorted(options))
+            raise UsageError(f"storage options ({unknown}) do not apply to a local path", where=url)
+        path = parts.path if scheme else url
+        return Directory(url=url, root=os.path.abspath(os.path.expanduser(path)))
+    raise UsageError(
+        f"unsupported URL scheme {scheme!r}: use a directory path or s3://bucket/prefix", where=url
+    )
+
+
+def redact(options: dict[str, Any] | None) -> dict[str, Any]:
+    """Options safe to show: secrets replaced by '***'."""
+    return {k: ("***" if k in SECRET_OPTIONS else v) for k, v in (options or {}).items()}

@@ -1,0 +1,152 @@
+"""ferry's own failures, and the one place where storage errors are translated.
+
+Two kinds of failure exist. A *task failure* (`FerryError` and its subclasses) makes the whole task
+meaningless — a missing bucket, bad credentials, a source directory that is not there — and stops it
+with a message a user can act on. An *object failure* (one file that cannot be copied) is data: the
+transfer code catches it, turns it into a manifest row with `describe()`'s reason, and goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import socket
+
+from botocore.exceptions import (
+    ClientError,
+    ConnectionClosedError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    ReadTimeoutError,
+)
+
+try:  # aiohttp is what aiobotocore speaks HTTP with
+    from aiohttp import ClientConnectionError, ClientPayloadError
+except ImportError:  # pragma: no cover - aiohttp always comes with aiobotocore
+    ClientConnectionError = ClientPayloadError = ConnectionError
+
+
+class FerryError(Exception):
+    """A failure that stops a whole task. `where` names the path or URL it is about."""
+
+    def __init__(self, message: str, *, where: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.where = where
+
+    def __str__(self) -> str:
+        return f"{self.message}: {self.where}" if self.where else self.message
+
+
+class UsageError(FerryError):
+    """An argument or option the user gave cannot work (bad URL, bad glob, bad option value)."""
+
+
+class SourceMissing(FerryError):
+    """The source directory, bucket or prefix does not exist."""
+
+
+class DestinationUnusable(FerryError):
+    """The destination cannot be written (missing bucket, a file where a directory must be...)."""
+
+
+class AccessDenied(FerryError):
+    """The store refused the credentials or the operation."""
+
+
+class StoreUnreachable(FerryError):
+    """The storage endpoint does not answer."""
+
+
+# --- object-level errors -------------------------------------------------------------------------
+
+#: S3 error codes worth another try: the store is busy or had a passing fault.
+TRANSIENT_CODES = frozenset(
+    {
+        "InternalError",
+        "ServiceUnavailable",
+        "SlowDown",
+        "Throttling",
+        "ThrottlingException",
+        "RequestTimeout",
+        "RequestTimeTooSkewed",
+        "503",
+        "500",
+        "502",
+        "504",
+    }
+)
+
+
+def error_code(exc: BaseException) -> str | None:
+    """The S3 error code of a botocore ClientError, else None."""
+    if isinstance(exc, ClientError):
+        return str(exc.response.get("Error", {}).get("Code", "")) or None
+    return None
+
+
+def http_status(exc: BaseException) -> int | None:
+    if isinstance(exc, ClientError):
+        return exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return None
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether an error on one object is worth retrying: 5xx, throttling, dropped connections.
+
+    The single place ferry decides what to retry; everything else fails the object at once.
+    """
+    if isinstance(exc, ClientError):
+        status = http_status(exc) or 0
+        return status >= 500 or status == 429 or error_code(exc) in TRANSIENT_CODES
+    if isinstance(exc, ConnectionResetError | BrokenPipeError):
+        return True
+    return isinstance(
+        exc,
+        EndpointConnectionError
+        | ConnectionClosedError
+        | ReadTimeoutError
+        | ClientConnectionError
+        | ClientPayloadError
+        | asyncio.TimeoutError
+        | socket.timeout
+        | asyncio.IncompleteReadError,
+    )
+
+
+def describe(exc: BaseException) -> str:
+    """A one-line reason for a manifest row: what failed, never a credential or a traceback."""
+    if isinstance(exc, ClientError):
+        err = exc.response.get("Error", {})
+        code = err.get("Code") or http_status(exc)
+        message = err.get("Message") or ""
+        return f"{code}: {message}".strip(": ") if message else f"store error {code}"
+    if isinstance(exc, OSError) and exc.errno is not None:
+        name = errno.errorcode.get(exc.errno, str(exc.errno))
+        return f"{name}: {exc.strerror}" + (f" ({exc.filename})" if exc.filename else "")
+    text = str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if text != type(exc).__name__ else text
+
+
+def task_error(exc: BaseException, *, where: str) -> FerryError:
+    """Translate an error met while opening an endpoint (listing, bucket check) into a task failure."""
+    if isinstance(exc, FerryError):
+        return exc
+    code = error_code(exc)
+    if code in {"NoSuchBucket"}:
+        return SourceMissing("bucket does not exist", where=where)
+    if code in {
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "AccessDenied",
+        "ExpiredToken",
+        "InvalidToken",
+        "403",
+    } or isinstance(exc, NoCredentialsError | PermissionError):
+        detail = f" ({code})" if code else ""
+        return AccessDenied(f"access denied{detail}; check the credentials for", where=where)
+    if isinstance(exc, EndpointConnectionError | ClientConnectionError | ConnectionError):
+        return StoreUnreachable("cannot reach the storage endpoint for", where=where)
+    if isinstance(exc, FileNotFoundError):
+        return SourceMissing("does not exist", where=where)
+    return FerryError(describe(exc), where=where)

@@ -1,0 +1,190 @@
+"""List a tree — a directory or a bucket prefix — into entries, one per file, object or directory.
+
+Listing never follows symbolic links and never opens a file. A bucket prefix is listed in parallel:
+the first level of sub-prefixes is found with one delimited request, then each is listed on its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import os
+import stat
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from tasks.endpoints import BucketPrefix, Directory
+from tasks.errors import DestinationUnusable, SourceMissing, UsageError, task_error
+
+#: Extended attribute where import records the ETag and mtime it wrote, so a rerun can skip an
+#: unchanged file without asking the store for the object's metadata.
+STATE_XATTR = "user.ferry.source"
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    path: str  # relative, '/'-separated, no trailing '/'
+    kind: str  # file, dir, symlink, special (local); object, dir (bucket)
+    size: int = 0
+    mtime_ns: int | None = None
+    etag: str | None = None
+    link_target: str | None = None
+    empty: bool = False  # a directory with nothing below it
+    state: str | None = None  # import's record on a destination file: "<etag> <mtime_ns>"
+    storage_class: str | None = None
+    holds_data: bool = False  # a key ending in '/' whose object is not empty
+
+
+class Filter:
+    """include/exclude globs. A pattern without '/' matches a name in any directory; one with '/'
+    matches the whole relative path ('*' crosses directories)."""
+
+    def __init__(self, include: Sequence[str] | None, exclude: Sequence[str] | None) -> None:
+        for pattern in [*(include or []), *(exclude or [])]:
+            if not isinstance(pattern, str) or not pattern.strip():
+                raise UsageError(f"empty include/exclude pattern {pattern!r}")
+        self.include = [p.strip().lstrip("/") for p in include or []]
+        self.exclude = [p.strip().lstrip("/") for p in exclude or []]
+
+    @staticmethod
+    def _match(path: str, pattern: str) -> bool:
+        if "/" not in pattern.rstrip("/"):
+            return fnmatch.fnmatchcase(path.rsplit("/", 1)[-1], pattern)
+        return fnmatch.fnmatchcase(path, pattern.rstrip("/")) or fnmatch.fnmatchcase(
+            path, pattern.rstrip("/") + "/*"
+        )
+
+    def __call__(self, path: str) -> bool:
+        if self.include and not any(self._match(path, p) for p in self.include):
+            return False
+        return not any(self._match(path, p) for p in self.exclude)
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISLNK(mode):
+        return "symlink"
+    if stat.S_ISDIR(mode):
+        return "dir"
+    if stat.S_ISREG(mode):
+        return "file"
+    return "special"  # socket, FIFO, block or character device
+
+
+def list_directory(
+    directory: Directory, *, must_exist: bool, read_state: bool = False
+) -> list[Entry]:
+    """Every entry below `directory.root`, depth first, links not followed."""
+    root = directory.root
+    if not os.path.lexists(root):
+        if must_exist:
+            raise SourceMissing("directory does not exist", where=root)
+        return []
+    if not os.path.isdir(root):
+        error = SourceMissing if must_exist else DestinationUnusable
+        raise error("not a directory", where=root)
+    entries: list[Entry] = []
+    stack = [("", root)]
+    while stack:
+        relative_dir, absolute_dir = stack.pop()
+        try:
+            with os.scandir(absolute_dir) as it:
+                children = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            if not relative_dir:
+                raise task_error(exc, where=root) from exc
+            entries.append(Entry(path=relative_dir, kind="dir", link_target=f"unreadable: {exc}"))
+            continue
+        if relative_dir:
+            entries.append(Entry(path=relative_dir, kind="dir", empty=not children))
+        for child in reversed(children):
+            name = child.name
+            relative = f"{relative_dir}/{name}" if relative_dir else name
+            try:
+                st = child.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue  # gone between readdir and stat: it is not part of the tree
+            kind = _kind(st.st_mode)
+            if kind == "dir":
+                stack.append((relative, child.path))
+                continue
+            entries.append(
+                Entry(
+                    path=relative,
+                    kind=kind,
+                    size=st.st_size if kind == "file" else 0,
+                    mtime_ns=st.st_mtime_ns,
+                    link_target=os.readlink(child.path) if kind == "symlink" else None,
+                    state=_read_state(child.path) if read_state and kind == "file" else None,
+                )
+            )
+    entries.sort(key=lambda e: e.path)
+    return entries
+
+
+def _read_state(path: str) -> str | None:
+    try:
+        return os.getxattr(path, STATE_XATTR, follow_symlinks=False).decode()
+    except OSError:
+        return None
+
+
+def strip_etag(etag: str | None) -> str | None:
+    return etag.strip('"') if etag else None
+
+
+async def list_prefix(client, prefix: BucketPrefix, *, concurrency: int = 16) -> list[Entry]:
+    """Every object below the prefix (latest versions only), as entries relative to it."""
+    entries: list[Entry] = []
+
+    async def pages(**kwargs):
+        while True:
+            out = await client.list_objects_v2(Bucket=prefix.bucket, **kwargs)
+            yield out
+            if not out.get("IsTruncated"):
+                return
+            kwargs["ContinuationToken"] = out["NextContinuationToken"]
+
+    def add(obj) -> None:
+        relative = prefix.relative(obj["Key"])
+        if relative is None or relative == "":
+            return  # the prefix's own marker object
+        size = int(obj.get("Size", 0))
+        is_marker = relative.endswith("/")
+        entries.append(
+            Entry(
+                path=relative[:-1] if is_marker else relative,
+                kind="dir" if is_marker and size == 0 else "object",
+                size=size,
+                mtime_ns=int(obj["LastModified"].timestamp() * 1e9)
+                if "LastModified" in obj
+                else None,
+                etag=strip_etag(obj.get("ETag")),
+                storage_class=obj.get("StorageClass"),
+                holds_data=is_marker and size > 0,
+            )
+        )
+
+    subprefixes: list[str] = []
+    try:
+        async for page in pages(Prefix=prefix.prefix, Delimiter="/"):
+            for obj in page.get("Contents", []):
+                add(obj)
+            subprefixes.extend(p["Prefix"] for p in page.get("CommonPrefixes", []))
+        gate = asyncio.Semaphore(concurrency)
+
+        async def list_all(sub: str) -> None:
+            async with gate:
+                async for page in pages(Prefix=sub):
+                    for obj in page.get("Contents", []):
+                        add(obj)
+
+        await asyncio.gather(*(list_all(sub) for sub in subprefixes))
+    except Exception as exc:
+        raise task_error(exc, where=prefix.display) from exc
+    entries.sort(key=lambda e: (e.path, e.kind != "dir"))
+    return entries
+
+
+def list_bucket(prefix: BucketPrefix) -> list[Entry]:
+    """`list_prefix`, called from synchronous code."""
+    return prefix.run(list_prefix, prefix)

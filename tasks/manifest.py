@@ -1,0 +1,125 @@
+"""The manifest: one Parquet row per entry a task touched. The schema is defined here, once.
+
+A task run's report directory holds `parts/` (one part file per partition, written as soon as the
+partition finishes, staged under a `_` name and renamed so dataset readers never see half a file),
+the merged `manifest.parquet`, and `summary.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import fsspec
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+SCHEMA_VERSION = "1"
+
+STATUSES = ("ok", "skipped", "rejected", "failed")
+
+MANIFEST_SCHEMA = pa.schema(
+    [
+        pa.field("path", pa.string(), nullable=False),  # relative to the task's roots
+        pa.field("source", pa.string()),  # full source path or URL
+        pa.field("destination", pa.string()),  # full destination path or URL
+        pa.field("kind", pa.string()),  # file, dir, symlink, special, object
+        pa.field("size", pa.int64()),  # source size in bytes
+        pa.field("mtime", pa.timestamp("ns", tz="UTC")),  # source modification time
+        pa.field("action", pa.string()),  # copy, mkdir, skip, reject, compare
+        pa.field("status", pa.string(), nullable=False),  # ok, skipped, rejected, failed
+        pa.field("reason", pa.string()),  # why skipped, rejected or failed
+        pa.field("bytes", pa.int64()),  # bytes moved
+        pa.field("checksum", pa.string()),  # ETag / MD5 compared, where known
+        pa.field("verified", pa.bool_()),  # null when not verified
+        pa.field("attempts", pa.int32()),
+        pa.field("started_at", pa.timestamp("us", tz="UTC")),
+        pa.field("finished_at", pa.timestamp("us", tz="UTC")),
+        pa.field("partition", pa.int32()),
+        pa.field("new_path", pa.string()),  # conversion only
+        pa.field("rule", pa.string()),  # conversion only
+    ],
+    metadata={"ferry.manifest.version": SCHEMA_VERSION},
+)
+
+COLUMNS = tuple(MANIFEST_SCHEMA.names)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def ns_to_datetime(ns: int | None) -> datetime | None:
+    return None if ns is None else datetime.fromtimestamp(ns / 1e9, UTC)
+
+
+def table(rows: Iterable[Mapping[str, Any]]) -> pa.Table:
+    """Rows (dicts; missing columns are null) as a table of the manifest schema."""
+    rows = list(rows)
+    columns = {name: [row.get(name) for row in rows] for name in COLUMNS}
+    mtimes = columns["mtime"]
+    columns["mtime"] = [
+        pa.scalar(m, pa.timestamp("ns", tz="UTC")) if isinstance(m, int) else m for m in mtimes
+    ]
+    return pa.Table.from_pydict(columns, schema=MANIFEST_SCHEMA)
+
+
+class ReportDir:
+    """Where one task run writes its manifest: a local path or any fsspec URL."""
+
+    def __init__(self, url: str, task_id: str) -> None:
+        base, self.task_id = url.rstrip("/"), task_id
+        self.fs, root = fsspec.core.url_to_fs(base)
+        self.root = f"{root}/{task_id}"
+        self.parts = f"{self.root}/parts"
+        self.url = base + "/" + task_id
+
+    @property
+    def manifest(self) -> str:
+        return f"{self.root}/manifest.parquet"
+
+    @property
+    def manifest_url(self) -> str:
+        return self.url + "/manifest.parquet"
+
+    def write_part(self, name: str, rows: Iterable[Mapping[str, Any]]) -> str:
+        """Write one part file atomically; returns its path."""
+        self.fs.makedirs(self.parts, exist_ok=True)
+        final = f"{self.parts}/{name}.parquet"
+        staging = f"{self.parts}/_{name}.{uuid.uuid4().hex[:8]}.parquet"
+        pq.write_table(table(rows), staging, filesystem=self.fs)
+        self.fs.mv(staging, final)
+        return final
+
+    def read_parts(self) -> pa.Table:
+        if not self.fs.exists(self.parts):
+            return MANIFEST_SCHEMA.empty_table()
+        dataset = ds.dataset(
+            self.parts, schema=MANIFEST_SCHEMA, format="parquet", filesystem=self.fs
+        )
+        return dataset.to_table()
+
+    def write_manifest(self, merged: pa.Table) -> str:
+        staging = f"{self.root}/_manifest.{uuid.uuid4().hex[:8]}.parquet"
+        pq.write_table(merged.cast(MANIFEST_SCHEMA), staging, filesystem=self.fs)
+        self.fs.mv(staging, self.manifest)
+        return self.manifest_url
+
+    def write_summary(self, summary: Mapping[str, Any]) -> str:
+        path = f"{self.root}/summary.json"
+        with self.fs.open(path, "w") as f:
+            json.dump(summary, f, indent=2, default=str)
+        return path
+
+
+def local_report_dir(url: str) -> bool:
+    return "://" not in url or url.startswith("file://")
+
+
+def default_report_dir() -> str:
+    return os.environ.get("FERRY_REPORT_DIR") or os.path.abspath("ferry-reports")

@@ -1,0 +1,97 @@
+"""The pipeline's Prefect tasks: thin wrappers over the plain functions of this package.
+
+Tasks take and return plain values; none keeps state between calls, so partitions may run in
+threads (the default) or on a Dask cluster.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+from prefect import task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+
+from tasks.apply import PartitionResult, apply_partition
+from tasks.endpoints import BucketPrefix, Directory
+from tasks.job import Job
+from tasks.listing import Entry, list_bucket, list_directory
+from tasks.manifest import ReportDir
+from tasks.partition import Partition
+from tasks.report import (
+    Summary,
+    apply_verification,
+    counts_of,
+    failures_table,
+    markdown,
+    merge,
+    problems_of,
+)
+from tasks.verify import verify_copied
+
+STEP = {"cache_policy": NO_CACHE, "persist_result": False}
+
+
+@task(name="list-directory", **STEP)
+def list_directory_step(
+    directory: Directory, *, must_exist: bool, read_state: bool = False
+) -> list[Entry]:
+    return list_directory(directory, must_exist=must_exist, read_state=read_state)
+
+
+@task(name="list-bucket", **STEP)
+def list_bucket_step(prefix: BucketPrefix) -> list[Entry]:
+    return list_bucket(prefix)
+
+
+@task(name="apply-partition", task_run_name="partition-{part.index}", retries=1, **STEP)
+def apply_step(job: Job, part: Partition, report: ReportDir) -> PartitionResult:
+    return apply_partition(job, part, report)
+
+
+@task(name="verify", **STEP)
+def verify_step(job: Job, report: ReportDir) -> dict[str, tuple[bool, str | None]]:
+    table = report.read_parts().select(
+        ["path", "kind", "size", "mtime", "status", "reason", "checksum"]
+    )
+    # nanoseconds as plain ints, so nothing is lost to datetime's microseconds
+    table = table.set_column(3, "mtime", table.column("mtime").cast(pa.int64()))
+    rows = table.to_pylist()
+    return verify_copied(job, rows)
+
+
+@task(name="report", **STEP)
+def report_step(
+    report: ReportDir,
+    verification: dict[str, tuple[bool, str | None]],
+    *,
+    job: str,
+    source: str,
+    destination: str,
+    seconds: float,
+    dry_run: bool = False,
+) -> Summary:
+    table = apply_verification(merge(report), verification)
+    manifest = report.write_manifest(table)
+    summary = Summary(
+        task_id=report.task_id,
+        job=job,
+        source=source,
+        destination=destination,
+        counts=counts_of(table),
+        bytes=int(sum(b or 0 for b in table.column("bytes").to_pylist())),
+        seconds=seconds,
+        manifest=manifest,
+        dry_run=dry_run,
+    )
+    report.write_summary(summary.as_dict())
+    problems = problems_of(table)
+    create_markdown_artifact(
+        markdown(summary, problems), key=f"ferry-{job}-summary", description=f"ferry {job} summary"
+    )
+    if problems.num_rows:
+        create_table_artifact(
+            failures_table(problems),
+            key=f"ferry-{job}-failures",
+            description="Rejected and failed entries (first 500)",
+        )
+    return summary

@@ -1,0 +1,178 @@
+"""Export one entry: a file, link, special file or empty directory becomes one object.
+
+Runs on s3fs's event loop through aiobotocore. Small files go in one PUT with Content-MD5; large
+files in a multipart upload whose parts are read with `pread` and sent concurrently. The file's
+mtime travels in the object's user metadata (see `tasks.metadata`). A file that changes while it
+is read is not uploaded half-old, half-new: the attempt fails and is retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import math
+import os
+import stat
+
+from tasks import progress
+from tasks.job import Job, Outcome
+from tasks.limits import TaskLimits
+from tasks.listing import strip_etag
+from tasks.metadata import SYNC_MTIME_KEY, mtime_metadata, restored_mtime, same_mtime
+from tasks.plan import UNCHANGED, Item
+from tasks.retry import retrying
+
+PART_SIZE = 16 * 2**20
+MULTIPART_THRESHOLD = 32 * 2**20
+MAX_PARTS = 10_000
+SMALL_READ_IN_LOOP = 2**20
+
+
+class FileChanged(OSError):
+    """The file changed while it was being read; the upload is retried."""
+
+
+def _md5_header(digest: bytes) -> str:
+    return base64.b64encode(digest).decode()
+
+
+async def export_item(client, job: Job, limits: TaskLimits, item: Item) -> Outcome:
+    key = job.bucket.key(item.path)
+    path = job.directory.join(item.path)
+    if item.action == "check":
+        unchanged = await _unchanged(client, job, key, item)
+        if unchanged is not None:
+            return unchanged
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return Outcome("failed", "vanished: the file was removed after it was listed")
+    mode = st.st_mode
+    if item.action == "mkdir" or stat.S_ISDIR(mode):
+        if not stat.S_ISDIR(mode) or os.listdir(path):
+            return Outcome("failed", "changed since listing: no longer an empty directory")
+        etag = await _put(client, job, key + "/", b"", st.st_mtime_ns)
+        return Outcome("ok", bytes=0, checksum=etag, mtime_ns=st.st_mtime_ns, action="mkdir")
+    if not stat.S_ISREG(mode):  # symbolic link (never followed), socket, FIFO, device
+        etag = await _put(client, job, key, b"", st.st_mtime_ns)
+        return Outcome("ok", bytes=0, checksum=etag, mtime_ns=st.st_mtime_ns, size=0, action="copy")
+    if st.st_size < MULTIPART_THRESHOLD:
+        return await _upload_small(client, job, limits, key, path)
+    return await _upload_multipart(client, job, limits, key, path)
+
+
+async def _unchanged(client, job: Job, key: str, item: Item) -> Outcome | None:
+    head = await client.head_object(Bucket=job.bucket.bucket, Key=key)
+    last_modified = int(head["LastModified"].timestamp() * 1e9)
+    stored, origin = restored_mtime(head.get("Metadata"), last_modified)
+    if head.get("ContentLength") == item.size and same_mtime(
+        stored, item.mtime_ns, whole_seconds=origin == SYNC_MTIME_KEY
+    ):
+        return Outcome("skipped", UNCHANGED, checksum=strip_etag(head.get("ETag")), action="skip")
+    return None
+
+
+async def _put(client, job: Job, key: str, body: bytes, mtime_ns: int) -> str | None:
+    digest = hashlib.md5(body)
+    response = await client.put_object(
+        Bucket=job.bucket.bucket,
+        Key=key,
+        Body=body,
+        Metadata=mtime_metadata(mtime_ns),
+        ContentMD5=_md5_header(digest.digest()),
+    )
+    return strip_etag(response.get("ETag"))
+
+
+def _read_all(path: str) -> tuple[bytes, os.stat_result]:
+    with open(path, "rb") as f:
+        before = os.fstat(f.fileno())
+        data = f.read()
+        after = os.fstat(f.fileno())
+    if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns) or len(
+        data
+    ) != after.st_size:
+        raise FileChanged(f"file changed while being read ({path})")
+    return data, after
+
+
+async def _upload_small(client, job: Job, limits: TaskLimits, key: str, path: str) -> Outcome:
+    size = os.path.getsize(path)
+    if size <= SMALL_READ_IN_LOOP:
+        data, st = _read_all(path)
+    else:
+        data, st = await asyncio.to_thread(_read_all, path)
+    await limits.bandwidth.acquire(len(data))
+    etag = await _put(client, job, key, data, st.st_mtime_ns)
+    progress.advance(0, len(data))
+    return Outcome(
+        "ok", bytes=len(data), checksum=etag, mtime_ns=st.st_mtime_ns, size=len(data), action="copy"
+    )
+
+
+async def _upload_multipart(client, job: Job, limits: TaskLimits, key: str, path: str) -> Outcome:
+    bucket = job.bucket.bucket
+    fd = os.open(path, os.O_RDONLY)
+    upload_id = None
+    try:
+        before = os.fstat(fd)
+        size = before.st_size
+        part_size = max(PART_SIZE, math.ceil(size / MAX_PARTS))
+        started = await client.create_multipart_upload(
+            Bucket=bucket, Key=key, Metadata=mtime_metadata(before.st_mtime_ns)
+        )
+        upload_id = started["UploadId"]
+
+        async def send(number: int, offset: int) -> tuple[dict, bytes]:
+            length = min(part_size, size - offset)
+            async with limits.parts():
+                data = await asyncio.to_thread(os.pread, fd, length, offset)
+                if len(data) != length:
+                    raise FileChanged(f"file shrank while being read ({path})")
+                digest = hashlib.md5(data).digest()
+                await limits.bandwidth.acquire(length)
+                response = await retrying(
+                    job.retries,
+                    lambda: client.upload_part(
+                        Bucket=bucket,
+                        Key=key,
+                        UploadId=upload_id,
+                        PartNumber=number,
+                        Body=data,
+                        ContentMD5=_md5_header(digest),
+                    ),
+                )
+                progress.advance(0, length)
+                return {"PartNumber": number, "ETag": response["ETag"]}, digest
+
+        offsets = range(0, size, part_size)
+        results = await asyncio.gather(*(send(n + 1, off) for n, off in enumerate(offsets)))
+        after = os.fstat(fd)
+        if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns):
+            raise FileChanged(f"file changed while being read ({path})")
+        response = await client.complete_multipart_upload(
+            Bucket=bucket,
+            Key=key,
+            UploadId=upload_id,
+            MultipartUpload={"Parts": [part for part, _ in results]},
+        )
+        upload_id = None
+        expected = hashlib.md5(b"".join(d for _, d in results)).hexdigest() + f"-{len(results)}"
+        etag = strip_etag(response.get("ETag"))
+        if etag and etag != expected:
+            return Outcome("failed", f"store reported ETag {etag}, expected {expected}", bytes=size)
+        return Outcome(
+            "ok", bytes=size, checksum=etag, mtime_ns=before.st_mtime_ns, size=size, action="copy"
+        )
+    finally:
+        os.close(fd)
+        if upload_id is not None:
+            await asyncio.shield(_abort(client, bucket, key, upload_id))
+
+
+async def _abort(client, bucket: str, key: str, upload_id: str) -> None:
+    try:
+        await client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+    except Exception:  # noqa: BLE001 - best effort; the object never appears without `complete`
+        pass

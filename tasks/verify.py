@@ -1,0 +1,276 @@
+"""Verify: compare what is at the destination with the source.
+
+`verify_copied` checks a finished transfer's rows against a fresh listing of the destination (one
+listing, no request per object): size and mtime for files on a file system; size and the ETag the
+upload returned for objects (the mtime travels in the same PUT as the bytes, so the same ETag means
+the same metadata). With `checksum`, the file's bytes are hashed and compared with the ETag.
+
+`compare_trees` compares two whole trees for `verify_data`, like `rclone check`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+
+from tasks.checksum import file_matches_etag
+from tasks.endpoints import BucketPrefix, Directory, Endpoint
+from tasks.job import Job
+from tasks.listing import Entry, Filter, list_bucket, list_directory, strip_etag
+from tasks.manifest import now
+from tasks.metadata import SYNC_MTIME_KEY, restored_mtime, same_mtime
+from tasks.names import key_problem, path_problem
+from tasks.plan import UNCHANGED
+
+EMPTY_MD5 = "d41d8cd98f00b204e9800998ecf8427e"
+HASH_WORKERS = 4
+
+
+def _index(entries: Iterable[Entry]) -> dict[tuple[str, bool], Entry]:
+    return {(e.path, e.kind == "dir"): e for e in entries}
+
+
+def _hash_all(pairs: list[tuple[str, str, int, str]]) -> dict[str, bool | None]:
+    """{path: matches} for (path, local file, size, etag) tuples, hashed on a few threads."""
+    with ThreadPoolExecutor(HASH_WORKERS) as pool:
+        results = pool.map(lambda p: _safe_match(p[1], p[2], p[3]), pairs)
+        return {p[0]: r for p, r in zip(pairs, results, strict=True)}
+
+
+def _safe_match(path: str, size: int, etag: str) -> bool | None:
+    try:
+        return file_matches_etag(path, size, etag)
+    except OSError:
+        return False
+
+
+def verify_copied(job: Job, rows: list[dict]) -> dict[str, tuple[bool, str | None]]:
+    """{path: (verified, problem)} for every ok/skipped row of a transfer."""
+    todo = [
+        r
+        for r in rows
+        if r["status"] == "ok"
+        or (r["status"] == "skipped" and (r["reason"] == UNCHANGED or r["kind"] == "dir"))
+    ]
+    if not todo:
+        return {}
+    if job.direction == "import":
+        there = _index(list_directory(job.directory, must_exist=False))
+    else:
+        there = _index(list_bucket(job.bucket))
+    results: dict[str, tuple[bool, str | None]] = {}
+    to_hash: list[tuple[str, str, int, str]] = []
+    for r in todo:
+        is_dir = r["kind"] == "dir"
+        entry = there.get((r["path"], is_dir))
+        expected_size = r["size"] if r["kind"] == "file" else 0
+        if entry is None:
+            results[r["path"]] = (False, "missing at destination")
+        elif is_dir:
+            results[r["path"]] = (True, None)
+        elif job.direction == "import" and entry.kind != "file":
+            results[r["path"]] = (False, f"destination is a {entry.kind}, not a file")
+        elif entry.size != expected_size:
+            results[r["path"]] = (
+                False,
+                f"size differs: {entry.size} at destination, {expected_size} expected",
+            )
+        elif job.direction == "import" and not same_mtime(entry.mtime_ns, r["mtime"]):
+            results[r["path"]] = (False, "mtime differs at destination")
+        elif job.direction == "export" and r["checksum"] and entry.etag != r["checksum"]:
+            results[r["path"]] = (False, "object changed after it was written (ETag differs)")
+        else:
+            results[r["path"]] = (True, None)
+            if job.verify == "checksum":
+                etag = r["checksum"] if job.direction == "import" else entry.etag
+                local = job.directory.join(r["path"])
+                if r["kind"] in ("symlink", "special"):
+                    if etag != EMPTY_MD5:
+                        results[r["path"]] = (False, "object is not empty")
+                elif etag:
+                    to_hash.append((r["path"], local, expected_size, etag))
+    for path, matches in _hash_all(to_hash).items():
+        if matches is False:
+            results[path] = (False, "content differs from the object's ETag")
+        elif matches is None:
+            results[path] = (True, "size and mtime only: the ETag is not an MD5")
+    return results
+
+
+# --- verify_data: two whole trees ---------------------------------------------------------------
+
+
+def snapshot(endpoint: Endpoint) -> list[Entry]:
+    if isinstance(endpoint, Directory):
+        return list_directory(endpoint, must_exist=True)
+    return list_bucket(endpoint)
+
+
+def _comparable(entries: list[Entry], *, is_bucket: bool) -> dict[tuple[str, bool], Entry]:
+    """Entries that stand for something on the other side: files, links, special files, objects,
+    and directories that are empty (or markers)."""
+    keep = {}
+    for e in entries:
+        if e.kind == "dir" and not is_bucket and not e.empty:
+            continue
+        keep[(e.path, e.kind == "dir")] = e
+    return keep
+
+
+def compare_trees(
+    source: Endpoint, destination: Endpoint, *, mode: str, selected: Filter, concurrency: int = 32
+) -> list[dict]:
+    """One row per entry of either tree: ok when the destination matches the source."""
+    src_entries = _comparable(snapshot(source), is_bucket=isinstance(source, BucketPrefix))
+    dst_entries = _comparable(
+        snapshot(destination), is_bucket=isinstance(destination, BucketPrefix)
+    )
+    started = now()
+    rows: list[dict] = []
+    pending: list[tuple[dict, Entry, Entry]] = []
+    for key, src in sorted(src_entries.items()):
+        path, is_dir = key
+        if not selected(path):
+            continue
+        row = _row(source, destination, src, started)
+        problem = _name_problem(source, destination, src)
+        dst = dst_entries.get(key)
+        if problem:
+            row.update(status="rejected", reason=problem)
+        elif dst is None:
+            row.update(status="failed", reason="missing at destination", verified=False)
+        elif is_dir:
+            row.update(status="ok", verified=True)
+        elif _size(src) != _size(dst):
+            row.update(
+                status="failed",
+                verified=False,
+                reason=f"size differs: {_size(dst)} at destination, {_size(src)} at source",
+            )
+        else:
+            pending.append((row, src, dst))
+        rows.append(row)
+    if pending:
+        _compare_contents(source, destination, pending, mode=mode, concurrency=concurrency)
+    for key, dst in sorted(dst_entries.items()):
+        if key not in src_entries and selected(key[0]):
+            row = _row(source, destination, dst, started, only_destination=True)
+            row.update(status="failed", reason="only at destination", verified=False)
+            rows.append(row)
+    finished = now()
+    for row in rows:
+        row["finished_at"] = finished
+    return rows
+
+
+def _size(e: Entry) -> int:
+    return e.size if e.kind in ("file", "object") else 0
+
+
+def _name_problem(source: Endpoint, destination: Endpoint, e: Entry) -> str | None:
+    if isinstance(source, BucketPrefix) and isinstance(destination, Directory):
+        return key_problem(e.path + ("/" if e.kind == "dir" else ""))
+    if isinstance(source, Directory) and isinstance(destination, BucketPrefix):
+        return path_problem(e.path)
+    return None
+
+
+def _url(endpoint: Endpoint, path: str, is_dir: bool) -> str:
+    if isinstance(endpoint, Directory):
+        return endpoint.join(path)
+    return f"s3://{endpoint.bucket}/{endpoint.key(path)}" + ("/" if is_dir else "")
+
+
+def _row(source, destination, e: Entry, started, *, only_destination: bool = False) -> dict:
+    is_dir = e.kind == "dir"
+    return {
+        "path": e.path,
+        "source": None if only_destination else _url(source, e.path, is_dir),
+        "destination": _url(destination, e.path, is_dir),
+        "kind": "file" if e.kind == "object" else e.kind,
+        "size": _size(e),
+        "mtime": e.mtime_ns,
+        "action": "compare",
+        "bytes": 0,
+        "checksum": e.etag,
+        "attempts": 1,
+        "started_at": started,
+    }
+
+
+def _compare_contents(source, destination, pending, *, mode: str, concurrency: int) -> None:
+    """Fill in status for entries present on both sides with the same size."""
+    sides = [(source, [p[1] for p in pending]), (destination, [p[2] for p in pending])]
+    mtimes: list[list[tuple[int | None, bool]]] = []
+    for endpoint, entries in sides:
+        if isinstance(endpoint, Directory):
+            mtimes.append([(e.mtime_ns, False) for e in entries])
+        else:
+            mtimes.append(
+                _stored_mtimes(endpoint, entries, concurrency)
+                if mode != "none"
+                else [(None, False)] * len(entries)
+            )
+    hashes: dict[str, bool | None] = {}
+    if mode == "checksum":
+        hashes = _content_matches(source, destination, pending)
+    for i, (row, src, _dst) in enumerate(pending):
+        (src_mtime, src_whole), (dst_mtime, dst_whole) = mtimes[0][i], mtimes[1][i]
+        if (
+            mode != "none"
+            and src.kind not in ("dir",)
+            and not same_mtime(src_mtime, dst_mtime, whole_seconds=src_whole or dst_whole)
+        ):
+            row.update(status="failed", verified=False, reason="mtime differs")
+        elif hashes.get(src.path) is False:
+            row.update(status="failed", verified=False, reason="content differs")
+        else:
+            row.update(status="ok", verified=True)
+        row["mtime"] = src_mtime
+
+
+def _stored_mtimes(prefix: BucketPrefix, entries: list[Entry], concurrency: int):
+    async def heads(client):
+        gate = asyncio.Semaphore(concurrency)
+
+        async def one(e: Entry):
+            if e.kind == "dir":
+                return (e.mtime_ns, False)
+            async with gate:
+                head = await client.head_object(Bucket=prefix.bucket, Key=prefix.key(e.path))
+            mtime, origin = restored_mtime(head.get("Metadata"), e.mtime_ns)
+            return (mtime, origin == SYNC_MTIME_KEY)
+
+        return await asyncio.gather(*(one(e) for e in entries))
+
+    return prefix.run(heads)
+
+
+def _content_matches(source, destination, pending) -> dict[str, bool | None]:
+    to_hash = []
+    results: dict[str, bool | None] = {}
+    for _row_, src, dst in pending:
+        if src.kind == "dir":
+            continue
+        local, remote = (src, dst) if isinstance(source, Directory) else (dst, src)
+        local_ep = source if isinstance(source, Directory) else destination
+        if isinstance(source, Directory) and isinstance(destination, Directory):
+            results[src.path] = _local_equal(source.join(src.path), destination.join(src.path))
+        elif isinstance(source, BucketPrefix) and isinstance(destination, BucketPrefix):
+            results[src.path] = src.etag == dst.etag
+        elif local.kind in ("symlink", "special"):
+            results[src.path] = strip_etag(remote.etag) == EMPTY_MD5
+        elif remote.etag:
+            to_hash.append((src.path, local_ep.join(src.path), _size(local), remote.etag))
+    results.update(_hash_all(to_hash))
+    return results
+
+
+def _local_equal(a: str, b: str) -> bool:
+    if os.path.islink(a) or os.path.islink(b):
+        return os.path.islink(a) and os.path.islink(b) and os.readlink(a) == os.readlink(b)
+    from tasks.checksum import md5_file
+
+    return md5_file(a) == md5_file(b)

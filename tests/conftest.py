@@ -1,0 +1,56 @@
+"""Shared fixtures: a real S3 endpoint (moto's server over HTTP) and a real Prefect API."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import boto3
+import pytest
+
+from flows.local_s3 import DEMO_CREDENTIALS, local_s3
+
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """moto's S3 server on a free loopback port, with credentials in the environment the way a
+    user would set them (ferry reads AWS_ENDPOINT_URL like any AWS tool)."""
+    saved = {k: os.environ.get(k) for k in [*DEMO_CREDENTIALS, "AWS_ENDPOINT_URL"]}
+    with local_s3() as endpoint:
+        os.environ.update(DEMO_CREDENTIALS)
+        os.environ["AWS_ENDPOINT_URL"] = endpoint
+        yield endpoint
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def s3_client(s3_endpoint):
+    return boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
+
+
+@pytest.fixture
+def bucket(s3_client):
+    """A fresh, empty bucket for one test."""
+    name = f"ferry-test-{uuid.uuid4().hex[:12]}"
+    s3_client.create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture(scope="session")
+def prefect_api():
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=180):
+        yield
+
+
+@pytest.fixture
+def reports(tmp_path):
+    return str(tmp_path / "reports")
