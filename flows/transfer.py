@@ -33,8 +33,8 @@ from flows.options import (
 from flows.result import TaskResult
 from tasks import limits as task_limits
 from tasks import progress
-from tasks.endpoints import BucketPrefix, Directory, parse_endpoint
-from tasks.errors import DestinationUnusable, UsageError
+from tasks.endpoints import Directory, transfer_endpoints
+from tasks.errors import DestinationUnusable
 from tasks.job import Job, Outcome, row
 from tasks.listing import Filter
 from tasks.manifest import ReportDir, default_report_dir, now
@@ -47,29 +47,9 @@ def _task_id() -> str:
     return str(flow_run.get_id() or "local")
 
 
-def resolve(direction: str, source: str, destination: str, source_options, destination_options):
-    """The directory and the bucket prefix of a task, or a UsageError naming the wrong one."""
-    src = parse_endpoint(source, source_options)
-    dst = parse_endpoint(destination, destination_options)
-    if direction == "export":
-        if not isinstance(src, Directory):
-            raise UsageError("export reads a directory: SOURCE must be a path", where=source)
-        if not isinstance(dst, BucketPrefix):
-            raise UsageError(
-                "export writes to a bucket: DESTINATION must be s3://bucket/prefix",
-                where=destination,
-            )
-        return src, dst
-    if not isinstance(src, BucketPrefix):
-        raise UsageError("import reads a bucket: SOURCE must be s3://bucket/prefix", where=source)
-    if not isinstance(dst, Directory):
-        raise UsageError("import writes a directory: DESTINATION must be a path", where=destination)
-    return dst, src
-
-
 def run_transfer(direction: str, source: str, destination: str, **options: Any) -> TaskResult:
     started = time.monotonic()
-    directory, bucket = resolve(
+    directory, bucket = transfer_endpoints(
         direction, source, destination, options["source_options"], options["destination_options"]
     )
     selected = Filter(options["include"], options["exclude"])

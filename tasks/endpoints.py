@@ -133,3 +133,25 @@ def parse_endpoint(url: str, options: dict[str, Any] | None = None) -> Endpoint:
 def redact(options: dict[str, Any] | None) -> dict[str, Any]:
     """Options safe to show: secrets replaced by '***'."""
     return {k: ("***" if k in SECRET_OPTIONS else v) for k, v in (options or {}).items()}
+
+
+def transfer_endpoints(
+    direction: str, source: str, destination: str, source_options=None, destination_options=None
+) -> tuple[Directory, BucketPrefix]:
+    """The directory and the bucket prefix of a task, or a UsageError naming the wrong one."""
+    src = parse_endpoint(source, source_options)
+    dst = parse_endpoint(destination, destination_options)
+    if direction == "export":
+        if not isinstance(src, Directory):
+            raise UsageError("export reads a directory: SOURCE must be a path", where=source)
+        if not isinstance(dst, BucketPrefix):
+            raise UsageError(
+                "export writes to a bucket: DESTINATION must be s3://bucket/prefix",
+                where=destination,
+            )
+        return src, dst
+    if not isinstance(src, BucketPrefix):
+        raise UsageError("import reads a bucket: SOURCE must be s3://bucket/prefix", where=source)
+    if not isinstance(dst, Directory):
+        raise UsageError("import writes a directory: DESTINATION must be a path", where=destination)
+    return dst, src

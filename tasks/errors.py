@@ -135,6 +135,12 @@ def task_error(exc: BaseException, *, where: str) -> FerryError:
     code = error_code(exc)
     if code in {"NoSuchBucket"}:
         return SourceMissing("bucket does not exist", where=where)
+    if isinstance(exc, NoCredentialsError):
+        return AccessDenied(
+            "no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or pass key and "
+            "secret storage options) for",
+            where=where,
+        )
     if code in {
         "InvalidAccessKeyId",
         "SignatureDoesNotMatch",
@@ -142,11 +148,13 @@ def task_error(exc: BaseException, *, where: str) -> FerryError:
         "ExpiredToken",
         "InvalidToken",
         "403",
-    } or isinstance(exc, NoCredentialsError | PermissionError):
+    } or isinstance(exc, PermissionError):
         detail = f" ({code})" if code else ""
         return AccessDenied(f"access denied{detail}; check the credentials for", where=where)
     if isinstance(exc, EndpointConnectionError | ClientConnectionError | ConnectionError):
-        return StoreUnreachable("cannot reach the storage endpoint for", where=where)
+        url = getattr(exc, "kwargs", {}).get("endpoint_url")
+        at = f" at {url}" if url else ""
+        return StoreUnreachable(f"cannot reach the S3 endpoint{at} for", where=where)
     if isinstance(exc, FileNotFoundError):
         return SourceMissing("does not exist", where=where)
     return FerryError(describe(exc), where=where)

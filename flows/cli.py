@@ -1,0 +1,387 @@
+"""`ferry`: the command line. Thin: it parses arguments, checks the endpoints, runs a flow with a
+progress bar, and prints the summary.
+
+Exit codes: 0 every entry ok or skipped; 1 some entry rejected or failed; 2 the task could not run
+(bad arguments, missing directory or bucket, bad credentials) — one line saying what is wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+EXIT_OK, EXIT_ENTRIES_FAILED, EXIT_CANNOT_RUN = 0, 1, 2
+MB = 1_000_000
+
+
+def _quiet_prefect(verbose: bool) -> None:
+    """Prefect settings for a terminal, set before Prefect is imported: its own console log only
+    with -v (the CLI prints its own progress and summary), no telemetry, and a start timeout for
+    the temporary local API that fits small machines."""
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    if not verbose:
+        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
+
+
+def _size(text: str) -> int:
+    """'2000', '512M', '2G', '1.5GiB' → bytes."""
+    units = {
+        "": 1,
+        "k": 10**3,
+        "m": 10**6,
+        "g": 10**9,
+        "t": 10**12,
+        "ki": 2**10,
+        "mi": 2**20,
+        "gi": 2**30,
+        "ti": 2**40,
+    }
+    value = text.strip().lower().removesuffix("b")
+    number = value.rstrip("kmgti")
+    unit = value[len(number) :]
+    if unit not in units:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (try 512M or 2G)")
+    try:
+        amount = float(number) * units[unit]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (try 512M or 2G)") from None
+    if amount < 1:
+        raise argparse.ArgumentTypeError(f"size must be positive: {text!r}")
+    return int(amount)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be greater than 0: {text!r}")
+    return value
+
+
+def _option(text: str) -> tuple[str, Any]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    lowered = value.lower()
+    if lowered in ("true", "false"):
+        return key, lowered == "true"
+    return key, value
+
+
+def _add_storage_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--source-option",
+        action="append",
+        type=_option,
+        default=[],
+        metavar="KEY=VALUE",
+        help="a storage option for the source (s3fs: endpoint_url, use_ssl, ...)",
+    )
+    p.add_argument(
+        "--destination-option",
+        action="append",
+        type=_option,
+        default=[],
+        metavar="KEY=VALUE",
+        help="a storage option for the destination",
+    )
+    p.add_argument(
+        "--report-dir",
+        help="where the manifest and summary go (default: $FERRY_REPORT_DIR or ./ferry-reports)",
+    )
+    p.add_argument("--include", action="append", metavar="GLOB", help="copy only matching paths")
+    p.add_argument("--exclude", action="append", metavar="GLOB", help="leave matching paths out")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("-v", "--verbose", action="store_true", help="show Prefect's log")
+
+
+def _add_transfer_arguments(p: argparse.ArgumentParser) -> None:
+    _add_storage_arguments(p)
+    p.add_argument(
+        "--overwrite",
+        choices=["changed", "always", "never"],
+        default="changed",
+        help="replace an existing entry: when size or mtime differ (default), always, or never",
+    )
+    p.add_argument(
+        "--verify",
+        choices=["size-mtime", "checksum", "none"],
+        default="size-mtime",
+        help="check the destination after copying (default: size-mtime)",
+    )
+    p.add_argument(
+        "--bandwidth-mbps",
+        type=_positive_float,
+        metavar="MB/S",
+        help="cap the task's transfer rate, in MB/s",
+    )
+    p.add_argument(
+        "--concurrency",
+        type=_positive_int,
+        default=32,
+        help="objects in flight at once (default: 32)",
+    )
+    p.add_argument(
+        "--partition-files",
+        type=_positive_int,
+        default=2000,
+        help="most entries per partition (default: 2000)",
+    )
+    p.add_argument(
+        "--partition-bytes",
+        type=_size,
+        default=2 * 2**30,
+        help="most bytes per partition, e.g. 512M, 2G (default: 2GiB)",
+    )
+    p.add_argument(
+        "--retries",
+        type=_positive_int,
+        default=5,
+        help="attempts per object on transient errors (default: 5)",
+    )
+    p.add_argument("--dry-run", action="store_true", help="plan and report, copy nothing")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ferry",
+        description="Move data between a file system and an S3-compatible bucket, with a "
+        "Parquet manifest of every entry.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p = commands.add_parser("export", help="copy a directory to s3://bucket/prefix")
+    p.add_argument("source", metavar="SRC", help="directory to export")
+    p.add_argument("destination", metavar="DST", help="s3://bucket/prefix")
+    _add_transfer_arguments(p)
+    p = commands.add_parser("import", help="copy s3://bucket/prefix to a directory")
+    p.add_argument("source", metavar="SRC", help="s3://bucket/prefix")
+    p.add_argument("destination", metavar="DST", help="directory to import into")
+    _add_transfer_arguments(p)
+    p = commands.add_parser("verify", help="compare two trees (like rclone check)")
+    p.add_argument("source", metavar="SRC")
+    p.add_argument("destination", metavar="DST")
+    _add_storage_arguments(p)
+    p.add_argument(
+        "--verify",
+        choices=["size-mtime", "checksum", "none"],
+        default="size-mtime",
+        help="what to compare besides presence and size (default: size-mtime)",
+    )
+    p = commands.add_parser(
+        "demo",
+        help="export, import and verify a sample tree on a local S3 server (needs nothing running)",
+    )
+    p.add_argument("--keep", metavar="DIR", help="build the demo in DIR instead of a temporary one")
+    p.add_argument("-v", "--verbose", action="store_true", help="show Prefect's log")
+    return parser
+
+
+def flow_arguments(args: argparse.Namespace) -> dict[str, Any]:
+    """The flow's keyword arguments from parsed CLI arguments."""
+    kwargs: dict[str, Any] = {
+        "source_options": dict(args.source_option) or None,
+        "destination_options": dict(args.destination_option) or None,
+        "include": args.include,
+        "exclude": args.exclude,
+        "report_dir": args.report_dir,
+        "verify": args.verify,
+    }
+    if args.command in ("export", "import"):
+        kwargs.update(
+            overwrite=args.overwrite,
+            bandwidth_mbps=args.bandwidth_mbps,
+            concurrency=args.concurrency,
+            partition_files=args.partition_files,
+            partition_bytes=args.partition_bytes,
+            retries=args.retries,
+            dry_run=args.dry_run,
+        )
+    return kwargs
+
+
+def preflight(command: str, source: str, destination: str, kwargs: dict[str, Any]) -> None:
+    """Check both endpoints before starting Prefect, so a wrong path or bucket fails in a second
+    with one line, not after the API has started. Raises FerryError."""
+    from tasks.endpoints import BucketPrefix, Directory, parse_endpoint, transfer_endpoints
+    from tasks.preflight import check_bucket, check_directory
+
+    if command in ("export", "import"):
+        directory, bucket = transfer_endpoints(
+            command, source, destination, kwargs["source_options"], kwargs["destination_options"]
+        )
+        check_directory(directory, must_exist=command == "export")
+        check_bucket(bucket)
+        return
+    for url, options in (
+        (source, kwargs["source_options"]),
+        (destination, kwargs["destination_options"]),
+    ):
+        endpoint = parse_endpoint(url, options)
+        if isinstance(endpoint, Directory):
+            check_directory(endpoint, must_exist=True)
+        elif isinstance(endpoint, BucketPrefix):
+            check_bucket(endpoint)
+
+
+class Console:
+    """Progress and summaries on the terminal (stderr for progress, stdout for results)."""
+
+    def __init__(self) -> None:
+        from rich.console import Console as RichConsole
+
+        self.out = RichConsole()
+        self.err = RichConsole(stderr=True)
+
+    def waiting_for_prefect(self):
+        """Start Prefect's temporary local API up front, saying so, when no API is configured."""
+        from prefect.settings import PREFECT_API_URL
+
+        if PREFECT_API_URL.value():
+            return
+        from prefect.server.api.server import SubprocessASGIServer
+
+        with self.err.status(
+            "Starting Prefect's temporary local API (20-30 s on small machines; "
+            "set PREFECT_API_URL to use a running server)..."
+        ):
+            SubprocessASGIServer().start(
+                timeout=int(os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"])
+            )
+
+    def run(self, title: str, call: Callable[[], Any]) -> Any:
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TransferSpeedColumn,
+        )
+
+        from tasks import progress as events
+
+        bar = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TextColumn("{task.fields[files]}"),
+            TimeElapsedColumn(),
+            console=self.err,
+            transient=True,
+            disable=not self.err.is_terminal,
+        )
+        task = bar.add_task(title, total=None, files="")
+        state = {"files": 0, "total": 0}
+
+        def on_event(event: str, files: int, nbytes: int, _total: int) -> None:
+            if event == "planned":
+                state["total"] = files
+                bar.update(task, total=nbytes or None, files=f"0/{files} entries")
+            else:
+                state["files"] += files
+                bar.update(task, advance=nbytes, files=f"{state['files']}/{state['total']} entries")
+
+        stop = events.listen(on_event)
+        try:
+            with bar:
+                return call()
+        finally:
+            stop()
+
+    def summary(self, result, *, as_json: bool = False) -> None:
+        if as_json:
+            print(json.dumps(result.model_dump(), indent=2))
+            return
+        c = result.counts
+        seconds = result.seconds or 0.0
+        rate = result.bytes / MB / seconds if seconds else 0.0
+        per_second = sum(c.values()) / seconds if seconds else 0.0
+        title = f"ferry {result.job}{' (dry run)' if result.dry_run else ''}"
+        self.out.print(
+            f"[bold]{title}[/bold]  {result.source} → {result.destination}",
+            soft_wrap=True,
+            highlight=False,
+        )
+        counts = " · ".join(
+            f"[red]{c.get(k, 0)} {k}[/red]"
+            if k in ("rejected", "failed") and c.get(k, 0)
+            else f"{c.get(k, 0)} {k}"
+            for k in ("ok", "skipped", "rejected", "failed")
+        )
+        self.out.print(
+            f"  {counts}   {result.bytes / MB:,.1f} MB in {seconds:.1f} s "
+            f"({rate:,.1f} MB/s, {per_second:,.0f} entries/s)",
+            highlight=False,
+            soft_wrap=True,
+        )
+        if not result.ok:
+            self._problems(result.manifest)
+        self.out.print(f"  manifest: {result.manifest}", soft_wrap=True, highlight=False)
+
+    def _problems(self, manifest: str, limit: int = 10) -> None:
+        import pandas as pd
+
+        frame = pd.read_parquet(manifest, columns=["path", "status", "reason"])
+        bad = frame[frame["status"].isin(["rejected", "failed"])]
+        for row in bad.head(limit).itertuples():
+            self.out.print(
+                f"  [red]{row.status}[/red] {row.path}: {row.reason}", markup=True, highlight=False
+            )
+        if len(bad) > limit:
+            self.out.print(f"  ... and {len(bad) - limit} more (see the manifest)")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _quiet_prefect(args.verbose)
+    from tasks.errors import FerryError
+
+    try:
+        if args.command == "demo":
+            from flows.demo import run_demo
+
+            return run_demo(Console(), keep=args.keep)
+        return _transfer_command(args)
+    except FerryError as exc:
+        print(f"ferry: error: {exc}", file=sys.stderr)
+        return EXIT_CANNOT_RUN
+    except KeyboardInterrupt:
+        print("ferry: interrupted", file=sys.stderr)
+        return 130
+
+
+def _transfer_command(args: argparse.Namespace) -> int:
+    kwargs = flow_arguments(args)
+    preflight(args.command, args.source, args.destination, kwargs)
+    from flows import export_data, import_data, verify_data
+
+    flow = {"export": export_data, "import": import_data, "verify": verify_data}[args.command]
+    console = Console()
+    console.waiting_for_prefect()
+    result = console.run(args.command, lambda: flow(args.source, args.destination, **kwargs))
+    console.summary(result, as_json=args.json)
+    return result.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

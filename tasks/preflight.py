@@ -1,0 +1,35 @@
+"""Checks that make a task fail at once, with one clear line, instead of entry by entry."""
+
+from __future__ import annotations
+
+import os
+
+from tasks.endpoints import BucketPrefix, Directory
+from tasks.errors import DestinationUnusable, SourceMissing, task_error
+
+
+def check_directory(directory: Directory, *, must_exist: bool) -> None:
+    root = directory.root
+    if os.path.isdir(root):
+        return
+    if os.path.lexists(root):
+        raise (SourceMissing if must_exist else DestinationUnusable)("not a directory", where=root)
+    if must_exist:
+        raise SourceMissing("directory does not exist", where=root)
+    parent = os.path.dirname(root)
+    while parent and not os.path.lexists(parent):
+        parent = os.path.dirname(parent)
+    if parent and not os.path.isdir(parent):
+        raise DestinationUnusable("a file is in the way of the destination directory", where=parent)
+
+
+def check_bucket(prefix: BucketPrefix) -> None:
+    """The bucket exists and the credentials may list it."""
+
+    async def probe(client):
+        await client.list_objects_v2(Bucket=prefix.bucket, Prefix=prefix.prefix, MaxKeys=1)
+
+    try:
+        prefix.run(probe)
+    except Exception as exc:
+        raise task_error(exc, where=prefix.display) from exc
