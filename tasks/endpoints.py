@@ -96,6 +96,9 @@ def s3_options(options: dict[str, Any] | None) -> dict[str, Any]:
     config.setdefault("max_pool_connections", 128)
     config.setdefault("connect_timeout", 10)
     config.setdefault("read_timeout", 60)
+    # Content-MD5 already protects every PUT; skip botocore's extra CRC trailers.
+    config.setdefault("request_checksum_calculation", "when_required")
+    config.setdefault("response_checksum_validation", "when_required")
     opts["config_kwargs"] = config
     return opts
 

@@ -54,3 +54,20 @@ def prefect_api():
 @pytest.fixture
 def reports(tmp_path):
     return str(tmp_path / "reports")
+
+
+def manifest_rows(result) -> dict[str, dict]:
+    """The task's manifest as {path: row}."""
+    import pandas as pd
+
+    frame = pd.read_parquet(result.manifest)
+    return {row["path"]: row for row in frame.to_dict("records")}
+
+
+def bucket_objects(client, bucket: str, prefix: str = "") -> dict[str, dict]:
+    """{key: head_object response} for every object under the prefix."""
+    found = {}
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            found[obj["Key"]] = client.head_object(Bucket=bucket, Key=obj["Key"])
+    return found

@@ -1,0 +1,128 @@
+"""Export: directory → bucket prefix, each rule of the seed on a real S3 endpoint."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+from conftest import bucket_objects, manifest_rows
+
+from flows import export_data
+
+pytestmark = pytest.mark.usefixtures("prefect_api")
+
+NS = 1_000_000_000
+
+
+def write(path, data: bytes = b"", mtime_ns: int | None = None):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(data)
+    if mtime_ns is not None:
+        os.utime(path, ns=(mtime_ns, mtime_ns))
+
+
+def test_export_writes_bytes_and_mtime_under_both_metadata_keys(tmp_path, bucket, s3_client, reports):
+    src = tmp_path / "src"
+    mtime = 1_700_000_000 * NS + 123_456_789
+    write(str(src / "a" / "b.txt"), b"hello ferry", mtime)
+    result = export_data(str(src), f"s3://{bucket}/run1", report_dir=reports)
+    assert result.counts == {"ok": 1, "skipped": 0, "rejected": 0, "failed": 0}
+    obj = s3_client.get_object(Bucket=bucket, Key="run1/a/b.txt")
+    assert obj["Body"].read() == b"hello ferry"
+    assert obj["Metadata"]["alihbr-sync-mtime"] == "1700000000"
+    assert obj["Metadata"]["mtime"] == "1700000000.123456789"
+    row = manifest_rows(result)["a/b.txt"]
+    assert row["status"] == "ok" and row["verified"] and row["bytes"] == 11
+    assert row["destination"] == f"s3://{bucket}/run1/a/b.txt"
+
+
+def test_export_turns_links_and_special_files_into_empty_objects(tmp_path, bucket, s3_client, reports):
+    src = tmp_path / "src"
+    write(str(src / "target" / "data.bin"), b"x" * 100)
+    os.symlink("target/data.bin", src / "file-link")
+    os.symlink("target", src / "dir-link")  # never descended into
+    os.link(src / "target" / "data.bin", src / "hard")
+    os.mkfifo(src / "fifo")
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(src / "sock"))
+    try:
+        result = export_data(str(src), f"s3://{bucket}/t", report_dir=reports)
+    finally:
+        sock.close()
+    objects = bucket_objects(s3_client, bucket, "t/")
+    assert set(objects) == {"t/target/data.bin", "t/file-link", "t/dir-link", "t/hard", "t/fifo", "t/sock"}
+    for key in ("t/file-link", "t/dir-link", "t/fifo", "t/sock"):
+        assert objects[key]["ContentLength"] == 0, key
+        assert "alihbr-sync-mtime" in objects[key]["Metadata"]
+    assert objects["t/hard"]["ContentLength"] == 100
+    rows = manifest_rows(result)
+    assert rows["file-link"]["kind"] == "symlink" and rows["fifo"]["kind"] == "special"
+    assert result.counts["ok"] == 6
+
+
+def test_export_writes_a_marker_for_an_empty_directory_only(tmp_path, bucket, s3_client, reports):
+    src = tmp_path / "src"
+    os.makedirs(src / "empty" / "inner")
+    write(str(src / "full" / "f"), b"1")
+    export_data(str(src), f"s3://{bucket}/m", report_dir=reports)
+    objects = bucket_objects(s3_client, bucket, "m/")
+    assert set(objects) == {"m/empty/inner/", "m/full/f"}
+    assert objects["m/empty/inner/"]["ContentLength"] == 0
+
+
+def test_export_rejects_paths_longer_than_1023_characters(tmp_path, bucket, s3_client, reports):
+    src = tmp_path / "src"
+    deep = src
+    for i in range(6):  # 6 × 201 characters
+        deep = deep / (f"{i}" * 200)
+    write(str(deep / "file.txt"), b"too deep")
+    write(str(src / "ok.txt"), b"fine")
+    result = export_data(str(src), f"s3://{bucket}/long", report_dir=reports)
+    assert result.counts["rejected"] == 1 and result.counts["ok"] == 1
+    row = next(r for r in manifest_rows(result).values() if r["status"] == "rejected")
+    assert "longer than 1023 characters" in row["reason"]
+    assert set(bucket_objects(s3_client, bucket, "long/")) == {"long/ok.txt"}
+
+
+def test_export_rerun_copies_only_what_changed(tmp_path, bucket, s3_client, reports):
+    src = tmp_path / "src"
+    for i in range(5):
+        write(str(src / f"f{i}"), b"v1", (1_600_000_000 + i) * NS)
+    first = export_data(str(src), f"s3://{bucket}/r", report_dir=reports)
+    assert first.counts["ok"] == 5
+    write(str(src / "f1"), b"v2", 1_600_000_001 * NS)  # same size and mtime: a different file only by content
+    write(str(src / "f2"), b"v2", 1_700_000_000 * NS)  # same size, new mtime
+    write(str(src / "f3"), b"longer")  # new size
+    s3_client.delete_object(Bucket=bucket, Key="r/f4")  # missing at the destination
+    second = export_data(str(src), f"s3://{bucket}/r", report_dir=reports)
+    rows = manifest_rows(second)
+    assert {p for p, r in rows.items() if r["status"] == "ok"} == {"f2", "f3", "f4"}
+    assert {p for p, r in rows.items() if r["status"] == "skipped"} == {"f0", "f1"}
+    assert s3_client.get_object(Bucket=bucket, Key="r/f2")["Body"].read() == b"v2"
+
+
+def test_export_include_exclude_and_dry_run(tmp_path, bucket, s3_client, reports):
+    src = tmp_path / "src"
+    for name in ("a.bin", "b.bin", "c.txt", "sub/d.bin"):
+        write(str(src / name), b"x")
+    dry = export_data(str(src), f"s3://{bucket}/f", include=["*.bin"], exclude=["b.bin"],
+                      dry_run=True, report_dir=reports)
+    assert dry.dry_run and dry.counts["skipped"] == 2
+    assert bucket_objects(s3_client, bucket, "f/") == {}
+    real = export_data(str(src), f"s3://{bucket}/f", include=["*.bin"], exclude=["b.bin"],
+                       report_dir=reports)
+    assert set(bucket_objects(s3_client, bucket, "f/")) == {"f/a.bin", "f/sub/d.bin"}
+    assert real.counts["ok"] == 2
+
+
+def test_export_large_file_goes_in_parallel_parts(tmp_path, bucket, s3_client, reports):
+    src = tmp_path / "src"
+    data = os.urandom(40 * 2**20)
+    write(str(src / "big.bin"), data)
+    result = export_data(str(src), f"s3://{bucket}/big", verify="checksum", report_dir=reports)
+    head = s3_client.head_object(Bucket=bucket, Key="big/big.bin")
+    assert head["ETag"].strip('"').endswith("-3")  # three 16 MiB parts
+    assert s3_client.get_object(Bucket=bucket, Key="big/big.bin")["Body"].read() == data
+    assert manifest_rows(result)["big.bin"]["verified"]

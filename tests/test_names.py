@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+import pytest
+
+from tasks.names import key_problem, key_too_long, path_problem
+
+
+@pytest.mark.parametrize(
+    ("key", "expected"),
+    [
+        ("a/../b", "'..' segment"),
+        ("..", "'..' segment"),
+        ("a\\b", "backslash"),
+        ("a//b", "empty path segment"),
+        ("/etc/passwd", "absolute path"),
+        ("a/./b", "'.' segment"),
+        ("x" * 256, "longer than 255 bytes"),
+        ("é" * 128, "longer than 255 bytes"),  # 256 bytes in UTF-8
+        ("a/" * 511 + "bc", "longer than 1023 characters"),
+    ],
+)
+def test_key_problem_names_the_rule_broken(key, expected):
+    assert expected in key_problem(key)
+
+
+@pytest.mark.parametrize("key", ["a", "a/b/c.txt", "dir/", "x" * 255, "a-b_c!(d)*.e"])
+def test_key_problem_accepts_good_keys(key):
+    assert key_problem(key) is None
+
+
+def test_path_problem_rejects_long_paths_and_backslashes():
+    assert "1023" in path_problem("a/" * 512)
+    assert "backslash" in path_problem("dir/a\\b")
+    assert path_problem("dir/file.txt") is None
+
+
+def test_key_too_long_counts_utf8_bytes():
+    assert key_too_long("é" * 513) is not None
+    assert key_too_long("e" * 1024) is None
