@@ -220,7 +220,10 @@ def preflight(command: str, source: str, destination: str, kwargs: dict[str, Any
     """Check both endpoints before starting Prefect, so a wrong path or bucket fails in a second
     with one line, not after the API has started. Raises FerryError."""
     from tasks.endpoints import BucketPrefix, Directory, parse_endpoint, transfer_endpoints
+    from tasks.listing import Filter
     from tasks.preflight import check_bucket, check_directory
+
+    Filter(kwargs["include"], kwargs["exclude"])
 
     if command in ("export", "import"):
         directory, bucket = transfer_endpoints(

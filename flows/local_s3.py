@@ -30,11 +30,16 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def local_s3(*, timeout: float = 60.0) -> Iterator[str]:
-    """Start moto's S3 server on a free loopback port; yield its endpoint URL; stop it."""
+def local_s3(*, timeout: float = 60.0, check_credentials: bool = False) -> Iterator[str]:
+    """Start moto's S3 server on a free loopback port; yield its endpoint URL; stop it.
+
+    With `check_credentials`, the server refuses keys it does not know, as a real store would.
+    """
     port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
     env = {**os.environ, "MOTO_ALLOW_NONEXISTENT_REGION": "true"}
+    if check_credentials:
+        env["INITIAL_NO_AUTH_ACTION_COUNT"] = "0"
     process = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
         stdin=subprocess.DEVNULL,

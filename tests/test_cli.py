@@ -1,0 +1,136 @@
+"""The `ferry` command: exit codes 0 / 1 / 2, and the one line a user sees when nothing can run."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from flows.cli import main
+from flows.local_s3 import local_s3
+
+
+def ferry(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "flows.cli", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        stdin=subprocess.DEVNULL,
+        timeout=120,
+    )
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, *fragments: str) -> None:
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("ferry: error: ")
+    assert "Traceback" not in proc.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_missing_source_directory_exits_2_with_one_line(tmp_path, s3_endpoint, bucket):
+    missing = tmp_path / "nope"
+    proc = ferry("export", str(missing), f"s3://{bucket}/x")
+    assert_one_line_error(proc, "directory does not exist", str(missing))
+
+
+def test_missing_bucket_exits_2(tmp_path, s3_endpoint):
+    proc = ferry("import", "s3://no-such-bucket-here/x", str(tmp_path / "d"))
+    assert_one_line_error(proc, "bucket does not exist", "s3://no-such-bucket-here/x/")
+    assert not (tmp_path / "d").exists()
+
+
+def test_bad_credentials_exit_2(tmp_path):
+    with local_s3(check_credentials=True) as endpoint:
+        proc = ferry("import", "s3://any-bucket/x", str(tmp_path / "d"),
+                     env={"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "wrong",
+                          "AWS_SECRET_ACCESS_KEY": "wrong"})
+    assert_one_line_error(proc, "access denied", "InvalidAccessKeyId", "s3://any-bucket/x/")
+
+
+def test_no_credentials_exit_2(tmp_path, s3_endpoint):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_ACCESS") and
+           not k.startswith("AWS_SECRET")}
+    env.update(AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"), AWS_CONFIG_FILE=str(tmp_path / "none"))
+    proc = subprocess.run([sys.executable, "-m", "flows.cli", "import", "s3://b-x/y", str(tmp_path)],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert_one_line_error(proc, "no S3 credentials", "AWS_ACCESS_KEY_ID")
+
+
+def test_unreachable_endpoint_exits_2(tmp_path):
+    proc = ferry("import", "s3://b-x/y", str(tmp_path / "d"),
+                 env={"AWS_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_ACCESS_KEY_ID": "a",
+                      "AWS_SECRET_ACCESS_KEY": "b"})
+    assert_one_line_error(proc, "cannot reach the S3 endpoint", "127.0.0.1:9")
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["export", "s3://b-x/a", "s3://b-x/b"], "export reads a directory"),
+        (["import", "/tmp", "/tmp"], "import reads a bucket"),
+        (["export", "/tmp", "gs://bucket/x"], "unsupported URL scheme 'gs'"),
+        (["export", "/tmp", "s3:///x"], "no bucket in URL"),
+        (["import", "s3://b-x/a//b", "/tmp/x"], "empty path segment"),
+        (["export", "/tmp", "s3://b-x/x", "--include", " "], "empty include/exclude pattern"),
+        (["export", "/tmp", "/tmp", "--source-option", "key=v"], "do not apply to a local path"),
+    ],
+)
+def test_wrong_arguments_exit_2_naming_the_problem(args, fragment):
+    assert_one_line_error(ferry(*args), fragment)
+
+
+@pytest.mark.parametrize(
+    ("option", "fragment"),
+    [
+        (["--concurrency", "0"], "argument --concurrency: must be at least 1"),
+        (["--bandwidth-mbps", "-5"], "argument --bandwidth-mbps: must be greater than 0"),
+        (["--partition-bytes", "lots"], "not a size: 'lots'"),
+        (["--overwrite", "sometimes"], "invalid choice: 'sometimes'"),
+        (["--destination-option", "novalue"], "expected KEY=VALUE"),
+    ],
+)
+def test_bad_option_values_exit_2(option, fragment):
+    proc = ferry("export", "/tmp", "s3://b-x/y", *option)
+    assert proc.returncode == 2
+    assert fragment in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_all_ok_exits_0_and_prints_summary(tmp_path, bucket, capsys):
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "f.txt").write_bytes(b"data")
+    code = main(["export", str(tmp_path / "src"), f"s3://{bucket}/ok",
+                 "--report-dir", str(tmp_path / "r")])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "1 ok · 0 skipped · 0 rejected · 0 failed" in out
+    assert "manifest: " + str(tmp_path / "r") in out
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_a_rejected_entry_exits_1_and_is_listed(tmp_path, bucket, s3_client, capsys):
+    s3_client.put_object(Bucket=bucket, Key="bad/../x", Body=b"1")
+    s3_client.put_object(Bucket=bucket, Key="bad/fine", Body=b"1")
+    code = main(["import", f"s3://{bucket}/bad", str(tmp_path / "d"),
+                 "--report-dir", str(tmp_path / "r")])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "rejected ../x: '..' segment would leave the destination" in out
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_json_output_is_the_task_result(tmp_path, bucket, s3_client, capsys):
+    s3_client.put_object(Bucket=bucket, Key="j/a", Body=b"1")
+    code = main(["import", f"s3://{bucket}/j", str(tmp_path / "d"), "--json",
+                 "--report-dir", str(tmp_path / "r")])
+    result = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert result["counts"]["ok"] == 1 and result["job"] == "import"
+    assert os.path.exists(result["manifest"])
