@@ -92,7 +92,7 @@ def s3_options(options: dict[str, Any] | None) -> dict[str, Any]:
         if endpoint.startswith("http://"):
             opts.setdefault("use_ssl", False)
     config = dict(opts.pop("config_kwargs", None) or {})
-    config.setdefault("retries", {"max_attempts": 1, "mode": "standard"})
+    config.setdefault("retries", {"total_max_attempts": 1, "mode": "standard"})
     config.setdefault("max_pool_connections", 128)
     config.setdefault("connect_timeout", 10)
     config.setdefault("read_timeout", 60)

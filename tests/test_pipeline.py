@@ -1,0 +1,101 @@
+"""How a task runs on Prefect: one task run per partition, artifacts, and the manifest's shape."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from uuid import UUID
+
+import pyarrow.parquet as pq
+import pytest
+from conftest import manifest_rows
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+from flows import export_data, import_data
+from tasks import progress
+from tasks.limits import Bandwidth
+from tasks.manifest import COLUMNS, MANIFEST_SCHEMA
+
+pytestmark = pytest.mark.usefixtures("prefect_api")
+
+DESIGN_COLUMNS = {"path", "source", "destination", "kind", "size", "mtime", "action", "status",
+                  "reason", "bytes", "checksum", "verified", "attempts", "started_at",
+                  "finished_at", "new_path", "rule"}
+
+
+def flow_run_filter(result):
+    return FlowRunFilter(id=FlowRunFilterId(any_=[UUID(result.task_id)]))
+
+
+def tree(root, n: int):
+    root.mkdir()
+    for i in range(n):
+        (root / f"f{i:03d}").write_bytes(b"x" * (i + 1))
+
+
+def test_one_task_run_per_partition_never_per_file(tmp_path, bucket, reports):
+    tree(tmp_path / "src", 10)
+    result = export_data(str(tmp_path / "src"), f"s3://{bucket}/p", partition_files=3,
+                         report_dir=reports)
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(flow_run_filter=flow_run_filter(result))
+    partitions = sorted(r.name for r in runs if r.name.startswith("partition-"))
+    assert partitions == ["partition-0", "partition-1", "partition-2", "partition-3"]
+    assert {r["partition"] for r in manifest_rows(result).values()} == {0, 1, 2, 3}
+
+
+def test_artifacts_summary_failures_and_progress(tmp_path, bucket, s3_client, reports):
+    s3_client.put_object(Bucket=bucket, Key="a/../bad", Body=b"1")
+    s3_client.put_object(Bucket=bucket, Key="a/good", Body=b"1")
+    result = import_data(f"s3://{bucket}/a", str(tmp_path / "d"), report_dir=reports)
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(flow_run_filter=flow_run_filter(result))
+    by_key = {a.key: a for a in artifacts}
+    assert {"ferry-import-summary", "ferry-import-failures", "ferry-import-progress"} <= set(by_key)
+    assert "1 entries were rejected or failed" in by_key["ferry-import-summary"].data
+    assert "'..' segment" in str(by_key["ferry-import-failures"].data)
+    assert by_key["ferry-import-progress"].data == 100.0
+
+
+def test_manifest_follows_the_schema_and_keeps_part_files(tmp_path, bucket, reports):
+    tree(tmp_path / "src", 5)
+    result = export_data(str(tmp_path / "src"), f"s3://{bucket}/m", partition_files=2,
+                         report_dir=reports)
+    schema = pq.read_schema(result.manifest)
+    assert DESIGN_COLUMNS <= set(schema.names)
+    assert tuple(schema.names) == COLUMNS
+    assert schema.metadata[b"ferry.manifest.version"] == MANIFEST_SCHEMA.metadata[b"ferry.manifest.version"]
+    run_dir = os.path.dirname(result.manifest)
+    assert sorted(os.listdir(os.path.join(run_dir, "parts"))) == [
+        "part-00000.parquet", "part-00001.parquet", "part-00002.parquet"]
+    assert os.path.exists(os.path.join(run_dir, "summary.json"))
+    row = manifest_rows(result)["f000"]
+    assert row["started_at"] <= row["finished_at"]
+    assert row["action"] == "copy" and row["checksum"]
+
+
+def test_progress_events_reach_a_listener(tmp_path, bucket, reports):
+    tree(tmp_path / "src", 4)
+    events = []
+    stop = progress.listen(lambda event, files, nbytes, _t: events.append((event, files, nbytes)))
+    try:
+        export_data(str(tmp_path / "src"), f"s3://{bucket}/e", report_dir=reports)
+    finally:
+        stop()
+    assert events[0] == ("planned", 4, 1 + 2 + 3 + 4)
+    assert sum(f for e, f, _ in events if e == "advance") == 4
+    assert sum(b for e, _, b in events if e == "advance") == 10
+
+
+def test_bandwidth_limiter_never_grants_faster_than_its_rate():
+    """A lower bound only: the limiter may be slower on a busy machine, never faster."""
+    limiter = Bandwidth(1_000_000, burst_seconds=0)
+
+    async def take():
+        await asyncio.gather(*(limiter.acquire(100_000) for _ in range(5)))
+
+    started = time.monotonic()
+    asyncio.run(take())
+    assert time.monotonic() - started >= 0.4  # 500 kB at 1 MB/s, the first grant immediate

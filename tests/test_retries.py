@@ -1,0 +1,63 @@
+"""Transient store errors are retried per object with backoff; lasting ones become failed rows."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import manifest_rows
+from flaky_proxy import FlakyProxy
+
+from flows import export_data, import_data
+
+pytestmark = pytest.mark.usefixtures("prefect_api")
+
+
+def test_export_retries_a_passing_fault_and_records_attempts(tmp_path, bucket, s3_endpoint, s3_client, reports):
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("flaky.bin", "steady.bin"):
+        (src / name).write_bytes(b"payload")
+    with FlakyProxy(s3_endpoint, {"flaky.bin": 2}) as proxy:
+        result = export_data(str(src), f"s3://{bucket}/p", report_dir=reports,
+                             destination_options={"endpoint_url": proxy.url})
+    rows = manifest_rows(result)
+    assert rows["flaky.bin"]["status"] == "ok" and rows["flaky.bin"]["attempts"] == 3
+    assert rows["steady.bin"]["attempts"] == 1
+    assert s3_client.get_object(Bucket=bucket, Key="p/flaky.bin")["Body"].read() == b"payload"
+
+
+def test_a_lasting_store_error_fails_one_object_and_the_rest_carry_on(tmp_path, bucket, s3_client, s3_endpoint, reports):
+    for i in range(10):
+        s3_client.put_object(Bucket=bucket, Key=f"d/ok-{i}", Body=b"fine")
+    s3_client.put_object(Bucket=bucket, Key="d/doomed", Body=b"never")
+    with FlakyProxy(s3_endpoint, {"/d/doomed": -1}) as proxy:
+        result = import_data(f"s3://{bucket}/d", str(tmp_path / "dst"), retries=3, report_dir=reports,
+                             source_options={"endpoint_url": proxy.url})
+        assert proxy.seen["/d/doomed"] == 3
+    rows = manifest_rows(result)
+    assert result.counts == {"ok": 10, "skipped": 0, "rejected": 0, "failed": 1}
+    assert rows["doomed"]["attempts"] == 3
+    assert "ServiceUnavailable" in rows["doomed"]["reason"]
+    assert not (tmp_path / "dst" / "doomed").exists()
+    assert sorted(p.name for p in (tmp_path / "dst").iterdir()) == [f"ok-{i}" for i in range(10)]
+
+
+def test_permanent_errors_are_not_retried(tmp_path, bucket, s3_client, reports):
+    """A precondition failure (object replaced since listing) is not transient: one attempt."""
+    from tasks.endpoints import transfer_endpoints
+    from tasks.job import Job
+    from tasks.listing import list_bucket
+    from tasks.manifest import ReportDir
+    from tasks.partition import partition
+    from tasks.plan import plan_import
+    from tasks.steps import apply_step
+
+    s3_client.put_object(Bucket=bucket, Key="x/a", Body=b"1")
+    directory, prefix = transfer_endpoints("import", f"s3://{bucket}/x", str(tmp_path / "d"))
+    (tmp_path / "d").mkdir()
+    items = plan_import(list_bucket(prefix), [])
+    s3_client.put_object(Bucket=bucket, Key="x/a", Body=b"2")
+    job = Job(task_id="t-perm", direction="import", directory=directory, bucket=prefix)
+    apply_step.fn(job, partition(items)[0], ReportDir(reports, "t-perm"))
+    row = ReportDir(reports, "t-perm").read_parts().to_pylist()[0]
+    assert row["status"] == "failed" and row["attempts"] == 1
+    assert "PreconditionFailed" in row["reason"]
