@@ -110,8 +110,7 @@ def run_transfer(direction: str, source: str, destination: str, **options: Any) 
     )
     try:
         futures = {apply_step.submit(job, p, report): p for p in parts}
-        done = 0
-        for future in as_completed(list(futures)):
+        for done, future in enumerate(as_completed(list(futures)), start=1):
             try:
                 future.result()
             except Exception as exc:  # the partition could not even record its rows
@@ -121,7 +120,6 @@ def run_transfer(direction: str, source: str, destination: str, **options: Any) 
                     for i in part.items
                 ]
                 report.write_part(f"part-{part.index:05d}", rows)
-            done += 1
             update_progress_artifact(tracker, progress=100.0 * done / len(parts))
     finally:
         task_limits.release(task_id)
@@ -206,5 +204,5 @@ def import_data(
     retries: Retries = 5,
 ) -> TaskResult:
     """Import a bucket prefix into a directory: objects become files (written under a temporary
-    name, then renamed), mtimes come back from object metadata, `dir/` markers become directories."""
+    name, then renamed), mtimes come from object metadata, `dir/` markers become directories."""
     return run_transfer("import", **locals())

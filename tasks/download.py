@@ -10,20 +10,26 @@ directories are created one level at a time and a symbolic link on the way is re
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import math
 import os
 import stat
 import uuid
 
 from tasks import progress
+from tasks.errors import is_transient
 from tasks.job import Job, Outcome
 from tasks.limits import TaskLimits
 from tasks.listing import STATE_XATTR, strip_etag
 from tasks.metadata import SYNC_MTIME_KEY, restored_mtime, same_mtime
 from tasks.plan import UNCHANGED, Item
-from tasks.retry import retrying
+from tasks.retry import backoff
 
 PART_SIZE = 16 * 2**20
 PARALLEL_THRESHOLD = 32 * 2**20
+#: Byte ranges read at once from one large object.
+STREAMS = 4
+CHUNK = 8 * 2**20
 WRITE_IN_LOOP = 2**20
 
 
@@ -69,10 +75,8 @@ def _last_modified_ns(response) -> int | None:
 def _set_state(path: str, etag: str | None, mtime_ns: int) -> None:
     if not etag:
         return
-    try:
+    with contextlib.suppress(OSError):  # no user xattrs here: reruns ask the store instead
         os.setxattr(path, STATE_XATTR, f"{etag} {mtime_ns}".encode(), follow_symlinks=False)
-    except OSError:
-        pass  # no user xattrs here: reruns ask the store instead
 
 
 async def import_item(
@@ -115,10 +119,8 @@ async def import_item(
         if fd >= 0:
             os.close(fd)
         if temporary is not None:
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 os.unlink(temporary)
-            except FileNotFoundError:
-                pass
 
 
 async def _unchanged(client, job: Job, key: str, item: Item, target: str) -> Outcome | None:
@@ -166,31 +168,52 @@ def _write_all(fd: int, data: bytes, offset: int = 0) -> None:
 
 
 async def _ranged(client, job: Job, limits: TaskLimits, bucket: str, key: str, item: Item, fd: int):
+    """Read a large object as a few long byte ranges at once (like rclone's multi-thread
+    streams), each streamed to its place in the file in CHUNK pieces; a range that breaks off is
+    resumed where it stopped."""
     size = item.size
     os.ftruncate(fd, size)
+    span = max(PART_SIZE, math.ceil(size / STREAMS))
+    first: list = []
 
-    async def fetch(offset: int):
-        length = min(PART_SIZE, size - offset)
+    async def fetch(start: int, end: int) -> None:
+        position, attempt = start, 0
         async with limits.parts():
-            await limits.bandwidth.acquire(length)
+            while position <= end:
+                attempt += 1
+                try:
+                    response = await client.get_object(
+                        Bucket=bucket, Key=key, Range=f"bytes={position}-{end}", **_conditions(item)
+                    )
+                    if start == 0 and not first:
+                        first.append(response)
+                    async with response["Body"] as body:
+                        position = await _stream(body, fd, position, limits)
+                    if position <= end:
+                        raise asyncio.IncompleteReadError(b"", end - position + 1)
+                except Exception as exc:
+                    if attempt >= job.retries or not is_transient(exc):
+                        raise
+                    await asyncio.sleep(backoff(attempt))
 
-            async def once():
-                response = await client.get_object(
-                    Bucket=bucket,
-                    Key=key,
-                    Range=f"bytes={offset}-{offset + length - 1}",
-                    **_conditions(item),
-                )
-                async with response["Body"] as body:
-                    data = await body.read()
-                if len(data) != length:
-                    raise asyncio.IncompleteReadError(data, length)
-                return response, data
+    await asyncio.gather(
+        *(fetch(start, min(start + span, size) - 1) for start in range(0, size, span))
+    )
+    return first[0]
 
-            response, data = await retrying(job.retries, once)
-            await asyncio.to_thread(_write_all, fd, data, offset)
-            progress.advance(0, length)
-            return response
 
-    responses = await asyncio.gather(*(fetch(off) for off in range(0, size, PART_SIZE)))
-    return responses[0]
+async def _stream(body, fd: int, position: int, limits: TaskLimits) -> int:
+    """Copy a response body into the file from `position`; return the position after it."""
+    buffer = bytearray()
+    while True:
+        chunk = await body.read(CHUNK)
+        if chunk:
+            buffer += chunk
+        if buffer and (len(buffer) >= CHUNK or not chunk):
+            await limits.bandwidth.acquire(len(buffer))
+            await asyncio.to_thread(_write_all, fd, buffer, position)
+            position += len(buffer)
+            progress.advance(0, len(buffer))
+            buffer = bytearray()
+        if not chunk:
+            return position

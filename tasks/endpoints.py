@@ -96,9 +96,11 @@ def s3_options(options: dict[str, Any] | None) -> dict[str, Any]:
     config.setdefault("max_pool_connections", 128)
     config.setdefault("connect_timeout", 10)
     config.setdefault("read_timeout", 60)
-    # Content-MD5 already protects every PUT; skip botocore's extra CRC trailers.
+    # Content-MD5 already protects every PUT and part: skip botocore's extra CRC trailers, and the
+    # SHA-256 of every body that SigV4 payload signing costs on plain-HTTP endpoints.
     config.setdefault("request_checksum_calculation", "when_required")
     config.setdefault("response_checksum_validation", "when_required")
+    config.setdefault("s3", {"payload_signing_enabled": False})
     opts["config_kwargs"] = config
     return opts
 

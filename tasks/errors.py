@@ -99,7 +99,7 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, ClientError):
         status = http_status(exc) or 0
         return status >= 500 or status == 429 or error_code(exc) in TRANSIENT_CODES
-    if isinstance(exc, ConnectionResetError | BrokenPipeError):
+    if isinstance(exc, ConnectionError):  # reset, refused, broken pipe, a damaged part
         return True
     return isinstance(
         exc,
@@ -129,7 +129,8 @@ def describe(exc: BaseException) -> str:
 
 
 def task_error(exc: BaseException, *, where: str) -> FerryError:
-    """Translate an error met while opening an endpoint (listing, bucket check) into a task failure."""
+    """Translate an error met while opening an endpoint (listing, bucket check) into a task
+    failure."""
     if isinstance(exc, FerryError):
         return exc
     code = error_code(exc)

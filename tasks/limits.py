@@ -16,7 +16,7 @@ MB = 1_000_000
 
 
 class Bandwidth:
-    """Spaces out byte grants so the long-run rate stays under `rate` bytes/s, with a short burst."""
+    """Spaces out byte grants so the long-run rate stays under `rate` bytes/s (short bursts)."""
 
     def __init__(self, bytes_per_second: float | None, *, burst_seconds: float = 0.25) -> None:
         self.rate = bytes_per_second

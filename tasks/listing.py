@@ -132,13 +132,29 @@ def strip_etag(etag: str | None) -> str | None:
     return etag.strip('"') if etag else None
 
 
-async def list_prefix(client, prefix: BucketPrefix, *, concurrency: int = 16) -> list[Entry]:
-    """Every object below the prefix (latest versions only), as entries relative to it."""
+#: Pages read one after another before a listing fans out by sub-prefix.
+FLAT_PAGES = 5
+
+
+async def list_prefix(
+    client,
+    prefix: BucketPrefix,
+    *,
+    concurrency: int = 16,
+    flat_pages: int = FLAT_PAGES,
+    page_size: int = 1000,
+) -> list[Entry]:
+    """Every object below the prefix (latest versions only), as entries relative to it.
+
+    A small prefix is read page by page (a request per 1,000 keys). When it is still going after
+    `flat_pages` pages, the rest is listed in parallel: one delimited request finds the
+    sub-prefixes after the last key seen, and each is listed on its own from that key on.
+    """
     entries: list[Entry] = []
 
     async def pages(**kwargs):
         while True:
-            out = await client.list_objects_v2(Bucket=prefix.bucket, **kwargs)
+            out = await client.list_objects_v2(Bucket=prefix.bucket, MaxKeys=page_size, **kwargs)
             yield out
             if not out.get("IsTruncated"):
                 return
@@ -150,39 +166,60 @@ async def list_prefix(client, prefix: BucketPrefix, *, concurrency: int = 16) ->
             return  # the prefix's own marker object
         size = int(obj.get("Size", 0))
         is_marker = relative.endswith("/")
+        modified = obj.get("LastModified")
         entries.append(
             Entry(
                 path=relative[:-1] if is_marker else relative,
                 kind="dir" if is_marker and size == 0 else "object",
                 size=size,
-                mtime_ns=int(obj["LastModified"].timestamp() * 1e9)
-                if "LastModified" in obj
-                else None,
+                mtime_ns=int(modified.timestamp() * 1e9) if modified is not None else None,
                 etag=strip_etag(obj.get("ETag")),
                 storage_class=obj.get("StorageClass"),
                 holds_data=is_marker and size > 0,
             )
         )
 
-    subprefixes: list[str] = []
     try:
-        async for page in pages(Prefix=prefix.prefix, Delimiter="/"):
+        last_key = None
+        count = 0
+        async for page in pages(Prefix=prefix.prefix):
             for obj in page.get("Contents", []):
                 add(obj)
-            subprefixes.extend(p["Prefix"] for p in page.get("CommonPrefixes", []))
-        gate = asyncio.Semaphore(concurrency)
-
-        async def list_all(sub: str) -> None:
-            async with gate:
-                async for page in pages(Prefix=sub):
-                    for obj in page.get("Contents", []):
-                        add(obj)
-
-        await asyncio.gather(*(list_all(sub) for sub in subprefixes))
+                last_key = obj["Key"]
+            count += 1
+            if count >= flat_pages and page.get("IsTruncated"):
+                break
+        else:
+            last_key = None  # listed to the end
+        if last_key is not None:
+            await _fan_out(pages, add, prefix.prefix, last_key, concurrency)
     except Exception as exc:
         raise task_error(exc, where=prefix.display) from exc
     entries.sort(key=lambda e: (e.path, e.kind != "dir"))
     return entries
+
+
+async def _fan_out(pages, add, prefix: str, after: str, concurrency: int) -> None:
+    """List every key below `prefix` that sorts after `after`, in parallel by sub-prefix."""
+    subprefixes: list[str] = []
+    head, slash, _ = after[len(prefix) :].partition("/")
+    if slash:  # the sub-prefix holding `after` (not every store rolls it up after StartAfter)
+        subprefixes.append(prefix + head + "/")
+    async for page in pages(Prefix=prefix, Delimiter="/", StartAfter=after):
+        for obj in page.get("Contents", []):
+            add(obj)
+        subprefixes.extend(
+            p["Prefix"] for p in page.get("CommonPrefixes", []) if p["Prefix"] not in subprefixes
+        )
+    gate = asyncio.Semaphore(concurrency)
+
+    async def list_all(sub: str) -> None:
+        async with gate:
+            async for page in pages(Prefix=sub, StartAfter=after):
+                for obj in page.get("Contents", []):
+                    add(obj)
+
+    await asyncio.gather(*(list_all(sub) for sub in subprefixes))
 
 
 def list_bucket(prefix: BucketPrefix) -> list[Entry]:

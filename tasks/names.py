@@ -1,7 +1,7 @@
 """The seed's name rules: which keys and paths a data stream can carry. Pure functions, no I/O.
 
 The limits come from the data-flow product: a path of at most 1023 characters, a name of at most
-255 bytes, no `..` name, no backslash, no name containing `/` (which, in a key, is an empty segment).
+255 bytes, no `..` name, no backslash, no name containing `/` (in a key: an empty segment).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def key_problem(relative: str) -> str | None:
 
 
 def path_problem(relative: str) -> str | None:
-    """Why a file-system path (relative to the exported directory) cannot become an object, or None."""
+    """Why a path (relative to the exported directory) cannot become an object, or None."""
     if len(relative) > MAX_PATH_CHARS:
         return f"path longer than {MAX_PATH_CHARS} characters ({len(relative)})"
     if "\\" in relative:

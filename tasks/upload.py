@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import math
 import os
 import stat
+import zlib
 
 from tasks import progress
 from tasks.job import Job, Outcome
@@ -23,14 +25,18 @@ from tasks.metadata import SYNC_MTIME_KEY, mtime_metadata, restored_mtime, same_
 from tasks.plan import UNCHANGED, Item
 from tasks.retry import retrying
 
-PART_SIZE = 16 * 2**20
-MULTIPART_THRESHOLD = 32 * 2**20
+PART_SIZE = 8 * 2**20
+MULTIPART_THRESHOLD = 16 * 2**20
 MAX_PARTS = 10_000
 SMALL_READ_IN_LOOP = 2**20
 
 
 class FileChanged(OSError):
     """The file changed while it was being read; the upload is retried."""
+
+
+class PartDamaged(ConnectionError):
+    """A part's ETag is not the MD5 of what was sent (transient: it is sent again)."""
 
 
 def _md5_header(digest: bytes) -> str:
@@ -73,38 +79,39 @@ async def _unchanged(client, job: Job, key: str, item: Item) -> Outcome | None:
     return None
 
 
-async def _put(client, job: Job, key: str, body: bytes, mtime_ns: int) -> str | None:
-    digest = hashlib.md5(body)
+async def _put(
+    client, job: Job, key: str, body: bytes, mtime_ns: int, digest: bytes | None = None
+) -> str | None:
     response = await client.put_object(
         Bucket=job.bucket.bucket,
         Key=key,
         Body=body,
         Metadata=mtime_metadata(mtime_ns),
-        ContentMD5=_md5_header(digest.digest()),
+        ContentMD5=_md5_header(digest or hashlib.md5(body).digest()),
     )
     return strip_etag(response.get("ETag"))
 
 
-def _read_all(path: str) -> tuple[bytes, os.stat_result]:
+def _read_all(path: str) -> tuple[bytes, os.stat_result, bytes]:
+    """The whole file, its stat and its MD5; fails if the file changes while it is read."""
     with open(path, "rb") as f:
         before = os.fstat(f.fileno())
         data = f.read()
         after = os.fstat(f.fileno())
-    if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns) or len(
-        data
-    ) != after.st_size:
+    unchanged = (before.st_size, before.st_mtime_ns) == (after.st_size, after.st_mtime_ns)
+    if not unchanged or len(data) != after.st_size:
         raise FileChanged(f"file changed while being read ({path})")
-    return data, after
+    return data, after, hashlib.md5(data).digest()
 
 
 async def _upload_small(client, job: Job, limits: TaskLimits, key: str, path: str) -> Outcome:
     size = os.path.getsize(path)
     if size <= SMALL_READ_IN_LOOP:
-        data, st = _read_all(path)
+        data, st, digest = _read_all(path)
     else:
-        data, st = await asyncio.to_thread(_read_all, path)
+        data, st, digest = await asyncio.to_thread(_read_all, path)
     await limits.bandwidth.acquire(len(data))
-    etag = await _put(client, job, key, data, st.st_mtime_ns)
+    etag = await _put(client, job, key, data, st.st_mtime_ns, digest)
     progress.advance(0, len(data))
     return Outcome(
         "ok", bytes=len(data), checksum=etag, mtime_ns=st.st_mtime_ns, size=len(data), action="copy"
@@ -120,31 +127,41 @@ async def _upload_multipart(client, job: Job, limits: TaskLimits, key: str, path
         size = before.st_size
         part_size = max(PART_SIZE, math.ceil(size / MAX_PARTS))
         started = await client.create_multipart_upload(
-            Bucket=bucket, Key=key, Metadata=mtime_metadata(before.st_mtime_ns)
+            Bucket=bucket,
+            Key=key,
+            Metadata=mtime_metadata(before.st_mtime_ns),
+            # Parts carry a CRC32 the store checks on arrival (as the AWS CLI sends).
+            ChecksumAlgorithm="CRC32",
         )
         upload_id = started["UploadId"]
 
         async def send(number: int, offset: int) -> tuple[dict, bytes]:
             length = min(part_size, size - offset)
             async with limits.parts():
-                data = await asyncio.to_thread(os.pread, fd, length, offset)
+                data, digest, crc32 = await asyncio.to_thread(_read_part, fd, length, offset)
                 if len(data) != length:
                     raise FileChanged(f"file shrank while being read ({path})")
-                digest = hashlib.md5(data).digest()
                 await limits.bandwidth.acquire(length)
-                response = await retrying(
-                    job.retries,
-                    lambda: client.upload_part(
+
+                async def once():
+                    # The part's ETag is its MD5: checked here, before `complete` makes the
+                    # object visible, so a part damaged on the way is sent again.
+                    response = await client.upload_part(
                         Bucket=bucket,
                         Key=key,
                         UploadId=upload_id,
                         PartNumber=number,
                         Body=data,
-                        ContentMD5=_md5_header(digest),
-                    ),
-                )
+                        ChecksumCRC32=crc32,
+                    )
+                    if strip_etag(response.get("ETag")) != digest.hex():
+                        raise PartDamaged(f"part {number} of {path} arrived damaged")
+                    return response
+
+                response = await retrying(job.retries, once)
                 progress.advance(0, length)
-                return {"PartNumber": number, "ETag": response["ETag"]}, digest
+                part = {"PartNumber": number, "ETag": response["ETag"], "ChecksumCRC32": crc32}
+                return part, digest
 
         offsets = range(0, size, part_size)
         results = await asyncio.gather(*(send(n + 1, off) for n, off in enumerate(offsets)))
@@ -171,8 +188,14 @@ async def _upload_multipart(client, job: Job, limits: TaskLimits, key: str, path
             await asyncio.shield(_abort(client, bucket, key, upload_id))
 
 
+def _read_part(fd: int, length: int, offset: int) -> tuple[bytes, bytes, str]:
+    """A part, its MD5 and its base64 CRC32, off the event loop (both release the GIL)."""
+    data = os.pread(fd, length, offset)
+    crc = zlib.crc32(data).to_bytes(4, "big")
+    return data, hashlib.md5(data).digest(), base64.b64encode(crc).decode()
+
+
 async def _abort(client, bucket: str, key: str, upload_id: str) -> None:
-    try:
+    # Best effort: without `complete` the object never appears anyway.
+    with contextlib.suppress(Exception):
         await client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
-    except Exception:  # noqa: BLE001 - best effort; the object never appears without `complete`
-        pass

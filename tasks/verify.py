@@ -251,7 +251,7 @@ def _stored_mtimes(prefix: BucketPrefix, entries: list[Entry], concurrency: int)
 def _content_matches(source, destination, pending) -> dict[str, bool | None]:
     to_hash = []
     results: dict[str, bool | None] = {}
-    for _row_, src, dst in pending:
+    for _, src, dst in pending:
         if src.kind == "dir":
             continue
         local, remote = (src, dst) if isinstance(source, Directory) else (dst, src)

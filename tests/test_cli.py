@@ -48,25 +48,49 @@ def test_missing_bucket_exits_2(tmp_path, s3_endpoint):
 
 def test_bad_credentials_exit_2(tmp_path):
     with local_s3(check_credentials=True) as endpoint:
-        proc = ferry("import", "s3://any-bucket/x", str(tmp_path / "d"),
-                     env={"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "wrong",
-                          "AWS_SECRET_ACCESS_KEY": "wrong"})
+        proc = ferry(
+            "import",
+            "s3://any-bucket/x",
+            str(tmp_path / "d"),
+            env={
+                "AWS_ENDPOINT_URL": endpoint,
+                "AWS_ACCESS_KEY_ID": "wrong",
+                "AWS_SECRET_ACCESS_KEY": "wrong",
+            },
+        )
     assert_one_line_error(proc, "access denied", "InvalidAccessKeyId", "s3://any-bucket/x/")
 
 
 def test_no_credentials_exit_2(tmp_path, s3_endpoint):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_ACCESS") and
-           not k.startswith("AWS_SECRET")}
-    env.update(AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"), AWS_CONFIG_FILE=str(tmp_path / "none"))
-    proc = subprocess.run([sys.executable, "-m", "flows.cli", "import", "s3://b-x/y", str(tmp_path)],
-                          capture_output=True, text=True, env=env, timeout=120)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("AWS_ACCESS") and not k.startswith("AWS_SECRET")
+    }
+    env.update(
+        AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"), AWS_CONFIG_FILE=str(tmp_path / "none")
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "import", "s3://b-x/y", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert_one_line_error(proc, "no S3 credentials", "AWS_ACCESS_KEY_ID")
 
 
 def test_unreachable_endpoint_exits_2(tmp_path):
-    proc = ferry("import", "s3://b-x/y", str(tmp_path / "d"),
-                 env={"AWS_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_ACCESS_KEY_ID": "a",
-                      "AWS_SECRET_ACCESS_KEY": "b"})
+    proc = ferry(
+        "import",
+        "s3://b-x/y",
+        str(tmp_path / "d"),
+        env={
+            "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
+            "AWS_ACCESS_KEY_ID": "a",
+            "AWS_SECRET_ACCESS_KEY": "b",
+        },
+    )
     assert_one_line_error(proc, "cannot reach the S3 endpoint", "127.0.0.1:9")
 
 
@@ -106,8 +130,9 @@ def test_bad_option_values_exit_2(option, fragment):
 def test_all_ok_exits_0_and_prints_summary(tmp_path, bucket, capsys):
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "f.txt").write_bytes(b"data")
-    code = main(["export", str(tmp_path / "src"), f"s3://{bucket}/ok",
-                 "--report-dir", str(tmp_path / "r")])
+    code = main(
+        ["export", str(tmp_path / "src"), f"s3://{bucket}/ok", "--report-dir", str(tmp_path / "r")]
+    )
     out = capsys.readouterr().out
     assert code == 0
     assert "1 ok · 0 skipped · 0 rejected · 0 failed" in out
@@ -118,8 +143,9 @@ def test_all_ok_exits_0_and_prints_summary(tmp_path, bucket, capsys):
 def test_a_rejected_entry_exits_1_and_is_listed(tmp_path, bucket, s3_client, capsys):
     s3_client.put_object(Bucket=bucket, Key="bad/../x", Body=b"1")
     s3_client.put_object(Bucket=bucket, Key="bad/fine", Body=b"1")
-    code = main(["import", f"s3://{bucket}/bad", str(tmp_path / "d"),
-                 "--report-dir", str(tmp_path / "r")])
+    code = main(
+        ["import", f"s3://{bucket}/bad", str(tmp_path / "d"), "--report-dir", str(tmp_path / "r")]
+    )
     out = capsys.readouterr().out
     assert code == 1
     assert "rejected ../x: '..' segment would leave the destination" in out
@@ -128,8 +154,16 @@ def test_a_rejected_entry_exits_1_and_is_listed(tmp_path, bucket, s3_client, cap
 @pytest.mark.usefixtures("prefect_api")
 def test_json_output_is_the_task_result(tmp_path, bucket, s3_client, capsys):
     s3_client.put_object(Bucket=bucket, Key="j/a", Body=b"1")
-    code = main(["import", f"s3://{bucket}/j", str(tmp_path / "d"), "--json",
-                 "--report-dir", str(tmp_path / "r")])
+    code = main(
+        [
+            "import",
+            f"s3://{bucket}/j",
+            str(tmp_path / "d"),
+            "--json",
+            "--report-dir",
+            str(tmp_path / "r"),
+        ]
+    )
     result = json.loads(capsys.readouterr().out)
     assert code == 0
     assert result["counts"]["ok"] == 1 and result["job"] == "import"

@@ -23,7 +23,9 @@ def write(path, data: bytes = b"", mtime_ns: int | None = None):
         os.utime(path, ns=(mtime_ns, mtime_ns))
 
 
-def test_export_writes_bytes_and_mtime_under_both_metadata_keys(tmp_path, bucket, s3_client, reports):
+def test_export_writes_bytes_and_mtime_under_both_metadata_keys(
+    tmp_path, bucket, s3_client, reports
+):
     src = tmp_path / "src"
     mtime = 1_700_000_000 * NS + 123_456_789
     write(str(src / "a" / "b.txt"), b"hello ferry", mtime)
@@ -38,7 +40,9 @@ def test_export_writes_bytes_and_mtime_under_both_metadata_keys(tmp_path, bucket
     assert row["destination"] == f"s3://{bucket}/run1/a/b.txt"
 
 
-def test_export_turns_links_and_special_files_into_empty_objects(tmp_path, bucket, s3_client, reports):
+def test_export_turns_links_and_special_files_into_empty_objects(
+    tmp_path, bucket, s3_client, reports
+):
     src = tmp_path / "src"
     write(str(src / "target" / "data.bin"), b"x" * 100)
     os.symlink("target/data.bin", src / "file-link")
@@ -52,7 +56,14 @@ def test_export_turns_links_and_special_files_into_empty_objects(tmp_path, bucke
     finally:
         sock.close()
     objects = bucket_objects(s3_client, bucket, "t/")
-    assert set(objects) == {"t/target/data.bin", "t/file-link", "t/dir-link", "t/hard", "t/fifo", "t/sock"}
+    assert set(objects) == {
+        "t/target/data.bin",
+        "t/file-link",
+        "t/dir-link",
+        "t/hard",
+        "t/fifo",
+        "t/sock",
+    }
     for key in ("t/file-link", "t/dir-link", "t/fifo", "t/sock"):
         assert objects[key]["ContentLength"] == 0, key
         assert "alihbr-sync-mtime" in objects[key]["Metadata"]
@@ -92,7 +103,9 @@ def test_export_rerun_copies_only_what_changed(tmp_path, bucket, s3_client, repo
         write(str(src / f"f{i}"), b"v1", (1_600_000_000 + i) * NS)
     first = export_data(str(src), f"s3://{bucket}/r", report_dir=reports)
     assert first.counts["ok"] == 5
-    write(str(src / "f1"), b"v2", 1_600_000_001 * NS)  # same size and mtime: a different file only by content
+    write(
+        str(src / "f1"), b"v2", 1_600_000_001 * NS
+    )  # same size and mtime: a different file only by content
     write(str(src / "f2"), b"v2", 1_700_000_000 * NS)  # same size, new mtime
     write(str(src / "f3"), b"longer")  # new size
     s3_client.delete_object(Bucket=bucket, Key="r/f4")  # missing at the destination
@@ -107,12 +120,19 @@ def test_export_include_exclude_and_dry_run(tmp_path, bucket, s3_client, reports
     src = tmp_path / "src"
     for name in ("a.bin", "b.bin", "c.txt", "sub/d.bin"):
         write(str(src / name), b"x")
-    dry = export_data(str(src), f"s3://{bucket}/f", include=["*.bin"], exclude=["b.bin"],
-                      dry_run=True, report_dir=reports)
+    dry = export_data(
+        str(src),
+        f"s3://{bucket}/f",
+        include=["*.bin"],
+        exclude=["b.bin"],
+        dry_run=True,
+        report_dir=reports,
+    )
     assert dry.dry_run and dry.counts["skipped"] == 2
     assert bucket_objects(s3_client, bucket, "f/") == {}
-    real = export_data(str(src), f"s3://{bucket}/f", include=["*.bin"], exclude=["b.bin"],
-                       report_dir=reports)
+    real = export_data(
+        str(src), f"s3://{bucket}/f", include=["*.bin"], exclude=["b.bin"], report_dir=reports
+    )
     assert set(bucket_objects(s3_client, bucket, "f/")) == {"f/a.bin", "f/sub/d.bin"}
     assert real.counts["ok"] == 2
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 
@@ -26,7 +27,9 @@ def put(client, bucket, key, body=b"", **metadata):
     client.put_object(Bucket=bucket, Key=key, Body=body, Metadata=metadata)
 
 
-def test_import_restores_bytes_and_mtime_from_alihbr_sync_mtime(tmp_path, bucket, s3_client, reports):
+def test_import_restores_bytes_and_mtime_from_alihbr_sync_mtime(
+    tmp_path, bucket, s3_client, reports
+):
     put(s3_client, bucket, "ds/a/b.txt", b"payload", **{"alihbr-sync-mtime": "1600000000"})
     result = import_data(f"s3://{bucket}/ds", str(tmp_path / "dst"), report_dir=reports)
     path = tmp_path / "dst" / "a" / "b.txt"
@@ -35,7 +38,9 @@ def test_import_restores_bytes_and_mtime_from_alihbr_sync_mtime(tmp_path, bucket
     assert result.counts["ok"] == 1 and manifest_rows(result)["a/b.txt"]["verified"]
 
 
-def test_import_mtime_falls_back_to_rclone_key_then_last_modified(tmp_path, bucket, s3_client, reports):
+def test_import_mtime_falls_back_to_rclone_key_then_last_modified(
+    tmp_path, bucket, s3_client, reports
+):
     put(s3_client, bucket, "m/rclone", b"r", mtime="1500000000.5")
     put(s3_client, bucket, "m/plain", b"p")
     last_modified = s3_client.head_object(Bucket=bucket, Key="m/plain")["LastModified"]
@@ -78,7 +83,9 @@ HOSTILE = {
 }
 
 
-def test_import_rejects_hostile_keys_and_writes_nothing_outside(tmp_path, bucket, s3_client, reports):
+def test_import_rejects_hostile_keys_and_writes_nothing_outside(
+    tmp_path, bucket, s3_client, reports
+):
     for key in HOSTILE:
         put(s3_client, bucket, key, b"evil")
     put(s3_client, bucket, "h/good.txt", b"good")
@@ -95,7 +102,9 @@ def test_import_rejects_hostile_keys_and_writes_nothing_outside(tmp_path, bucket
     assert result.exit_code == 1
 
 
-def test_import_never_writes_through_a_symlink_in_the_destination(tmp_path, bucket, s3_client, reports):
+def test_import_never_writes_through_a_symlink_in_the_destination(
+    tmp_path, bucket, s3_client, reports
+):
     outside = tmp_path / "outside"
     outside.mkdir()
     dest = tmp_path / "dest"
@@ -161,10 +170,8 @@ def test_no_partial_file_ever_appears_under_its_final_name(tmp_path, bucket, s3_
 
     def watch():
         while not stop.is_set():
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 seen_sizes.add(os.stat(final).st_size)
-            except FileNotFoundError:
-                pass
 
     watcher = threading.Thread(target=watch)
     watcher.start()

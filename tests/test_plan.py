@@ -26,7 +26,10 @@ def test_overwrite_never_and_always():
     source = [Entry("f", "file", 3, 1)]
     dest = [Entry("f", "object", 4, 9)]
     assert plan_export(source, dest, prefix="", overwrite="never")[0].action == "skip"
-    assert plan_export(source, [Entry("f", "object", 3, 1)], prefix="", overwrite="always")[0].action == "copy"
+    assert (
+        plan_export(source, [Entry("f", "object", 3, 1)], prefix="", overwrite="always")[0].action
+        == "copy"
+    )
 
 
 def test_import_rejects_file_and_directory_with_the_same_name():
@@ -37,7 +40,10 @@ def test_import_rejects_file_and_directory_with_the_same_name():
 
 
 def test_import_rejects_data_under_a_slash_key_and_archived_objects():
-    source = [Entry("d", "object", 5, holds_data=True), Entry("g", "object", 1, storage_class="GLACIER")]
+    source = [
+        Entry("d", "object", 5, holds_data=True),
+        Entry("g", "object", 1, storage_class="GLACIER"),
+    ]
     got = actions(plan_import(source, []))
     assert "holds data" in got["d"][1]
     assert "archived" in got["g"][1]

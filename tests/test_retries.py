@@ -11,27 +11,40 @@ from flows import export_data, import_data
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
 
-def test_export_retries_a_passing_fault_and_records_attempts(tmp_path, bucket, s3_endpoint, s3_client, reports):
+def test_export_retries_a_passing_fault_and_records_attempts(
+    tmp_path, bucket, s3_endpoint, s3_client, reports
+):
     src = tmp_path / "src"
     src.mkdir()
     for name in ("flaky.bin", "steady.bin"):
         (src / name).write_bytes(b"payload")
     with FlakyProxy(s3_endpoint, {"flaky.bin": 2}) as proxy:
-        result = export_data(str(src), f"s3://{bucket}/p", report_dir=reports,
-                             destination_options={"endpoint_url": proxy.url})
+        result = export_data(
+            str(src),
+            f"s3://{bucket}/p",
+            report_dir=reports,
+            destination_options={"endpoint_url": proxy.url},
+        )
     rows = manifest_rows(result)
     assert rows["flaky.bin"]["status"] == "ok" and rows["flaky.bin"]["attempts"] == 3
     assert rows["steady.bin"]["attempts"] == 1
     assert s3_client.get_object(Bucket=bucket, Key="p/flaky.bin")["Body"].read() == b"payload"
 
 
-def test_a_lasting_store_error_fails_one_object_and_the_rest_carry_on(tmp_path, bucket, s3_client, s3_endpoint, reports):
+def test_a_lasting_store_error_fails_one_object_and_the_rest_carry_on(
+    tmp_path, bucket, s3_client, s3_endpoint, reports
+):
     for i in range(10):
         s3_client.put_object(Bucket=bucket, Key=f"d/ok-{i}", Body=b"fine")
     s3_client.put_object(Bucket=bucket, Key="d/doomed", Body=b"never")
     with FlakyProxy(s3_endpoint, {"/d/doomed": -1}) as proxy:
-        result = import_data(f"s3://{bucket}/d", str(tmp_path / "dst"), retries=3, report_dir=reports,
-                             source_options={"endpoint_url": proxy.url})
+        result = import_data(
+            f"s3://{bucket}/d",
+            str(tmp_path / "dst"),
+            retries=3,
+            report_dir=reports,
+            source_options={"endpoint_url": proxy.url},
+        )
         assert proxy.seen["/d/doomed"] == 3
     rows = manifest_rows(result)
     assert result.counts == {"ok": 10, "skipped": 0, "rejected": 0, "failed": 1}

@@ -42,8 +42,13 @@ def test_export_then_import_restores_an_identical_tree(tmp_path, bucket, reports
 
     exported = export_data(str(src), f"s3://{bucket}/rt", report_dir=reports, partition_files=7)
     assert exported.ok and exported.counts["ok"] == 33
-    imported = import_data(f"s3://{bucket}/rt", str(tmp_path / "dst"), report_dir=reports,
-                           partition_files=7, verify="checksum")
+    imported = import_data(
+        f"s3://{bucket}/rt",
+        str(tmp_path / "dst"),
+        report_dir=reports,
+        partition_files=7,
+        verify="checksum",
+    )
     assert imported.ok and imported.counts["ok"] == 33
     assert all(r["verified"] for r in manifest_rows(imported).values())
     assert snapshot(tmp_path / "dst") == snapshot(src)

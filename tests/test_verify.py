@@ -25,14 +25,19 @@ def make(root, files: dict[str, bytes], mtime_ns=1_650_000_000 * 10**9):
 
 def test_verify_data_reports_each_kind_of_difference(tmp_path, bucket, s3_client, reports):
     src = tmp_path / "src"
-    make(src, {"same": b"aaaa", "size": b"aaaa", "mtime": b"aaaa", "content": b"aaaa", "gone": b"a"})
+    make(
+        src, {"same": b"aaaa", "size": b"aaaa", "mtime": b"aaaa", "content": b"aaaa", "gone": b"a"}
+    )
     export_data(str(src), f"s3://{bucket}/v", report_dir=reports)
-    s3_client.put_object(Bucket=bucket, Key="v/size", Body=b"longer",
-                         Metadata={"alihbr-sync-mtime": "1650000000"})
-    s3_client.put_object(Bucket=bucket, Key="v/mtime", Body=b"aaaa",
-                         Metadata={"alihbr-sync-mtime": "1700000000"})
-    s3_client.put_object(Bucket=bucket, Key="v/content", Body=b"bbbb",
-                         Metadata={"alihbr-sync-mtime": "1650000000"})
+    s3_client.put_object(
+        Bucket=bucket, Key="v/size", Body=b"longer", Metadata={"alihbr-sync-mtime": "1650000000"}
+    )
+    s3_client.put_object(
+        Bucket=bucket, Key="v/mtime", Body=b"aaaa", Metadata={"alihbr-sync-mtime": "1700000000"}
+    )
+    s3_client.put_object(
+        Bucket=bucket, Key="v/content", Body=b"bbbb", Metadata={"alihbr-sync-mtime": "1650000000"}
+    )
     s3_client.delete_object(Bucket=bucket, Key="v/gone")
     s3_client.put_object(Bucket=bucket, Key="v/extra", Body=b"?")
 
@@ -57,16 +62,16 @@ def test_verify_data_copies_nothing(tmp_path, bucket, s3_client, reports):
     assert s3_client.list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0
 
 
-def test_verify_step_catches_an_object_overwritten_after_upload(tmp_path, bucket, s3_client, reports):
+def test_verify_step_catches_an_object_overwritten_after_upload(
+    tmp_path, bucket, s3_client, reports
+):
     make(tmp_path / "src", {f"f{i}": os.urandom(64) for i in range(10)})
     result = export_data(str(tmp_path / "src"), f"s3://{bucket}/c", report_dir=reports)
     assert all(r["verified"] for r in manifest_rows(result).values())
     s3_client.put_object(Bucket=bucket, Key="c/f3", Body=os.urandom(64))  # same size
     directory, prefix = transfer_endpoints("export", str(tmp_path / "src"), f"s3://{bucket}/c")
     job = Job(task_id="t", direction="export", directory=directory, bucket=prefix)
-    rows = [
-        {**r, "mtime": None} for r in manifest_rows(result).values()
-    ]
+    rows = [{**r, "mtime": None} for r in manifest_rows(result).values()]
     results = verify_copied(job, rows)
     assert results["f3"] == (False, "object changed after it was written (ETag differs)")
     assert all(ok for path, (ok, _) in results.items() if path != "f3")
@@ -74,6 +79,7 @@ def test_verify_step_catches_an_object_overwritten_after_upload(tmp_path, bucket
 
 def test_verify_none_leaves_rows_unverified(tmp_path, bucket, reports):
     make(tmp_path / "src", {"a": b"1"})
-    result = export_data(str(tmp_path / "src"), f"s3://{bucket}/n", verify="none",
-                         report_dir=reports)
+    result = export_data(
+        str(tmp_path / "src"), f"s3://{bucket}/n", verify="none", report_dir=reports
+    )
     assert [r["verified"] for r in manifest_rows(result).values()] == [None]
