@@ -143,6 +143,9 @@ def test_export_large_file_goes_in_parallel_parts(tmp_path, bucket, s3_client, r
     write(str(src / "big.bin"), data)
     result = export_data(str(src), f"s3://{bucket}/big", verify="checksum", report_dir=reports)
     head = s3_client.head_object(Bucket=bucket, Key="big/big.bin")
-    assert head["ETag"].strip('"').endswith("-3")  # three 16 MiB parts
+    assert head["ETag"].strip('"').endswith("-5")  # five 8 MiB parts
+    # every part carried a CRC32 the store checked, so the object has one
+    checksum = s3_client.head_object(Bucket=bucket, Key="big/big.bin", ChecksumMode="ENABLED")
+    assert checksum.get("ChecksumCRC32")
     assert s3_client.get_object(Bucket=bucket, Key="big/big.bin")["Body"].read() == data
     assert manifest_rows(result)["big.bin"]["verified"]
