@@ -208,6 +208,7 @@ def main() -> int:
             src = os.path.join(work, case, "src")
             print(f"Building {count} files of {size:,} bytes in {src}...", flush=True)
             make_tree(src, count, size)
+            os.sync()  # no write-back of the new tree during the first timed copy
             warm(src)
             expected = tree_size(src)
             # rclone's fastest settings: no HEAD after PUT or before GET. With moto, a multipart

@@ -9,16 +9,18 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-__all__ = ["TaskResult", "export_data", "import_data", "verify_data"]
+__all__ = ["TaskResult", "convert_to_hns", "export_data", "import_data", "verify_data"]
 
 _WHERE = {
     "TaskResult": "flows.result",
+    "convert_to_hns": "flows.convert",
     "export_data": "flows.transfer",
     "import_data": "flows.transfer",
     "verify_data": "flows.verify",
 }
 
 if TYPE_CHECKING:
+    from flows.convert import convert_to_hns
     from flows.result import TaskResult
     from flows.transfer import export_data, import_data
     from flows.verify import verify_data

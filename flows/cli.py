@@ -185,6 +185,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="what to compare besides presence and size (default: size-mtime)",
     )
     p = commands.add_parser(
+        "convert",
+        help="turn a flat bucket into a hierarchical namespace (metadata only, irreversible)",
+    )
+    p.add_argument("bucket", metavar="BUCKET", help="s3://bucket")
+    p.add_argument("--metadata", required=True, metavar="URL",
+                   help="SQLAlchemy URL of the namespace store, e.g. sqlite:////var/lib/ferry/b.db")
+    p.add_argument("--check-only", action="store_true",
+                   help="check eligibility and report every rename that would happen; change "
+                   "nothing")
+    p.add_argument("--skip-tag-check", action="store_true",
+                   help="do not look for object tags (saves one request per object)")
+    p.add_argument("--option", action="append", type=_option, default=[], metavar="KEY=VALUE",
+                   help="a storage option for the bucket (s3fs: endpoint_url, use_ssl, ...)")
+    p.add_argument("--report-dir", help="where the manifest and summary go")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("-v", "--verbose", action="store_true", help="show Prefect's log")
+    p = commands.add_parser(
         "demo",
         help="export, import and verify a sample tree on a local S3 server (needs nothing running)",
     )
@@ -363,6 +380,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from flows.demo import run_demo
 
             return run_demo(Console(), keep=args.keep)
+        if args.command == "convert":
+            return _convert_command(args)
         return _transfer_command(args)
     except FerryError as exc:
         print(f"ferry: error: {exc}", file=sys.stderr)
@@ -370,6 +389,47 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("ferry: interrupted", file=sys.stderr)
         return 130
+
+
+def _convert_command(args: argparse.Namespace) -> int:
+    from tasks.endpoints import BucketPrefix, parse_endpoint
+    from tasks.errors import UsageError
+    from tasks.preflight import check_bucket
+
+    options = dict(args.option) or None
+    bucket = parse_endpoint(args.bucket, options)
+    if not isinstance(bucket, BucketPrefix) or bucket.prefix:
+        raise UsageError("convert takes a whole bucket: s3://bucket", where=args.bucket)
+    _check_metadata_url(args.metadata)
+    check_bucket(bucket)
+    from flows import convert_to_hns
+
+    console = Console()
+    console.waiting_for_prefect()
+    result = console.run(
+        "convert",
+        lambda: convert_to_hns(
+            args.bucket,
+            metadata=args.metadata,
+            storage_options=options,
+            report_dir=args.report_dir,
+            check_only=args.check_only,
+            check_tags=not args.skip_tag_check,
+        ),
+    )
+    console.summary(result, as_json=args.json)
+    return result.exit_code
+
+
+def _check_metadata_url(url: str) -> None:
+    import sqlalchemy
+
+    from tasks.errors import UsageError
+
+    try:
+        sqlalchemy.engine.make_url(url)
+    except Exception:  # noqa: BLE001 - any parse failure means the same to the user
+        raise UsageError("not an SQLAlchemy URL (try sqlite:////path/ns.db)", where=url) from None
 
 
 def _transfer_command(args: argparse.Namespace) -> int:

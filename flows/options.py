@@ -88,6 +88,25 @@ Retries = Annotated[
     ),
 ]
 
+MetadataUrl = Annotated[
+    str,
+    Field(
+        min_length=1,
+        description="SQLAlchemy URL of the namespace's metadata store: sqlite:////path/bucket.db "
+        "(one machine) or postgresql://user@host/db (several machines).",
+    ),
+]
+CheckOnly = Annotated[
+    bool,
+    Field(description="Run the eligibility check and the plan; report every rename that would "
+          "happen; change nothing."),
+]
+CheckTags = Annotated[
+    bool,
+    Field(description="Look for object tags, which make a bucket ineligible (one request per "
+          "object)."),
+]
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 

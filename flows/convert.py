@@ -1,0 +1,172 @@
+"""`convert_to_hns`: turn a flat bucket into a hierarchical namespace, metadata only.
+
+Eligibility first (nothing changes when it fails), then the plan (the seed's renaming rules, in
+listing order), the namespace built unseen in the metadata store, a second listing that proves
+nobody wrote to the bucket meanwhile, the commit that makes the namespace visible all at once, and
+a verification that every object is reachable at exactly one path. No object is copied, rewritten
+or deleted.
+"""
+
+from __future__ import annotations
+
+import time
+
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
+
+from flows.options import (
+    CheckOnly,
+    CheckTags,
+    MetadataUrl,
+    ReportDirOption,
+    StorageOptions,
+    Url,
+    described,
+)
+from flows.result import TaskResult
+from hns.convert import (
+    ConversionRefused,
+    NotEligible,
+    changes,
+    converted_message,
+    eligibility_problems,
+    examples,
+    list_objects,
+    verify_namespace,
+)
+from hns.plan import ARCHIVE_CLASSES, ConversionPlan, plan_conversion
+from hns.store import Store
+from tasks.endpoints import BucketPrefix, parse_endpoint
+from tasks.errors import UsageError
+from tasks.manifest import ReportDir, default_report_dir, now
+from tasks.steps import report_step
+
+STEP = {"cache_policy": NO_CACHE, "persist_result": False}
+
+
+@task(name="list-objects", **STEP)
+def list_step(bucket: BucketPrefix):
+    return bucket.run(list_objects, bucket)
+
+
+@task(name="check-eligibility", **STEP)
+def eligibility_step(bucket: BucketPrefix, objects, check_tags: bool) -> list[str]:
+    return bucket.run(eligibility_problems, bucket.bucket, objects, check_tags=check_tags)
+
+
+@task(name="plan-conversion", **STEP)
+def plan_step(objects, ts: int) -> ConversionPlan:
+    return plan_conversion(objects, ts)
+
+
+@task(name="build-namespace", **STEP)
+def build_step(store: Store, bucket: BucketPrefix, plan: ConversionPlan, task_id: str) -> int:
+    ns_id = store.start_building(bucket.bucket, source_url=bucket.display,
+                                 conversion_ts=plan.ts, task_id=task_id)
+    store.fill(ns_id, plan.tree())
+    return ns_id
+
+
+@task(name="commit-namespace", **STEP)
+def commit_step(store: Store, ns_id: int) -> float:
+    return store.activate(ns_id)
+
+
+@task(name="verify-namespace", **STEP)
+def verify_step(store: Store, bucket: BucketPrefix, plan: ConversionPlan):
+    return verify_namespace(store, bucket.bucket, plan)
+
+
+def manifest_rows(bucket: BucketPrefix, plan: ConversionPlan, verified=None) -> list[dict]:
+    stamp = now()
+    rows = []
+    for d in plan.decisions:
+        problem = (verified or {}).get(d.key)
+        status, reason = d.status, d.reason
+        if verified is not None and d.key in verified and problem:
+            status, reason = "failed", f"verification failed: {problem}"
+        rows.append({
+            "path": d.key,
+            "source": f"s3://{bucket.bucket}/{d.key}",
+            "destination": f"hns://{bucket.bucket}/{d.new_path}" if d.new_path else None,
+            "kind": "dir" if d.status == "directory" else "file",
+            "size": d.size,
+            "mtime": d.mtime_ns,
+            "action": "convert",
+            "status": status,
+            "reason": reason,
+            "bytes": 0,
+            "checksum": d.etag,
+            "verified": (problem is None) if verified is not None and d.key in verified else None,
+            "attempts": 1,
+            "started_at": stamp,
+            "finished_at": stamp,
+            "new_path": d.new_path,
+            "rule": d.rule,
+        })
+    return rows
+
+
+@flow(name="ferry-convert", log_prints=False)
+@described
+def convert_to_hns(
+    bucket_url: Url,
+    *,
+    metadata: MetadataUrl,
+    storage_options: StorageOptions = None,
+    report_dir: ReportDirOption = None,
+    check_only: CheckOnly = False,
+    check_tags: CheckTags = True,
+) -> TaskResult:
+    """Convert a flat bucket into a hierarchical namespace kept in the `metadata` store (an
+    SQLAlchemy URL: sqlite:////path/bucket.db, or postgresql://...). Metadata only: no object is
+    copied, rewritten or deleted, and the conversion cannot be undone. With check_only, run the
+    eligibility check and the plan, and report every rename that would happen, changing nothing."""
+    started = time.monotonic()
+    bucket = parse_endpoint(bucket_url, storage_options)
+    if not isinstance(bucket, BucketPrefix) or bucket.prefix:
+        raise UsageError("convert takes a whole bucket: s3://bucket", where=bucket_url)
+    store = Store(metadata)
+    done = converted_message(store, bucket.bucket)
+    if done:
+        raise ConversionRefused(done, where=bucket.display)
+    task_id = str(flow_run.get_id() or "local")
+    report = ReportDir(report_dir or default_report_dir(), task_id)
+    ts = int(time.time())
+
+    objects = list_step(bucket)
+    problems = eligibility_step(bucket, objects, check_tags)
+    if problems:
+        raise NotEligible("not eligible for conversion (nothing was changed): "
+                          + "; ".join(problems), where=bucket.display)
+    plan = plan_step(objects, ts)
+    verified = None
+    if plan.problems and not check_only:
+        report.write_part("plan", manifest_rows(bucket, plan))
+        summary = _report(report, bucket, started)
+        keys = [f"{d.key} ({d.reason})" for d in plan.problems]
+        raise ConversionRefused(
+            f"{len(keys)} keys cannot be placed, so nothing was converted: {examples(keys)}; "
+            f"see {summary.manifest}", where=bucket.display)
+    if not check_only:
+        ns_id = build_step(store, bucket, plan, task_id)
+        after = list_step(bucket)
+        moved = changes(objects, after)
+        archived = [o.key for o in after if o.storage_class in ARCHIVE_CLASSES]
+        if moved or archived:
+            store.discard_building(bucket.bucket)
+            what = (f"the bucket changed during the conversion: {examples(moved)}" if moved
+                    else f"archived objects appeared: {examples(archived)}")
+            raise ConversionRefused(f"{what}; the namespace was not activated",
+                                    where=bucket.display)
+        commit_step(store, ns_id)
+        verified = verify_step(store, bucket, plan)
+    report.write_part("plan", manifest_rows(bucket, plan, verified))
+    return TaskResult.from_summary(_report(report, bucket, started, dry_run=check_only))
+
+
+def _report(report: ReportDir, bucket: BucketPrefix, started: float, dry_run: bool = False):
+    return report_step(report, {}, job="convert", source=bucket.display,
+                       destination=f"hns://{bucket.bucket}", seconds=time.monotonic() - started,
+                       dry_run=dry_run)
