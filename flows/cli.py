@@ -189,15 +189,30 @@ def build_parser() -> argparse.ArgumentParser:
         help="turn a flat bucket into a hierarchical namespace (metadata only, irreversible)",
     )
     p.add_argument("bucket", metavar="BUCKET", help="s3://bucket")
-    p.add_argument("--metadata", required=True, metavar="URL",
-                   help="SQLAlchemy URL of the namespace store, e.g. sqlite:////var/lib/ferry/b.db")
-    p.add_argument("--check-only", action="store_true",
-                   help="check eligibility and report every rename that would happen; change "
-                   "nothing")
-    p.add_argument("--skip-tag-check", action="store_true",
-                   help="do not look for object tags (saves one request per object)")
-    p.add_argument("--option", action="append", type=_option, default=[], metavar="KEY=VALUE",
-                   help="a storage option for the bucket (s3fs: endpoint_url, use_ssl, ...)")
+    p.add_argument(
+        "--metadata",
+        required=True,
+        metavar="URL",
+        help="SQLAlchemy URL of the namespace store, e.g. sqlite:////var/lib/ferry/b.db",
+    )
+    p.add_argument(
+        "--check-only",
+        action="store_true",
+        help="check eligibility and report every rename that would happen; change nothing",
+    )
+    p.add_argument(
+        "--skip-tag-check",
+        action="store_true",
+        help="do not look for object tags (saves one request per object)",
+    )
+    p.add_argument(
+        "--option",
+        action="append",
+        type=_option,
+        default=[],
+        metavar="KEY=VALUE",
+        help="a storage option for the bucket (s3fs: endpoint_url, use_ssl, ...)",
+    )
     p.add_argument("--report-dir", help="where the manifest and summary go")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("-v", "--verbose", action="store_true", help="show Prefect's log")

@@ -62,8 +62,9 @@ def plan_step(objects, ts: int) -> ConversionPlan:
 
 @task(name="build-namespace", **STEP)
 def build_step(store: Store, bucket: BucketPrefix, plan: ConversionPlan, task_id: str) -> int:
-    ns_id = store.start_building(bucket.bucket, source_url=bucket.display,
-                                 conversion_ts=plan.ts, task_id=task_id)
+    ns_id = store.start_building(
+        bucket.bucket, source_url=bucket.display, conversion_ts=plan.ts, task_id=task_id
+    )
     store.fill(ns_id, plan.tree())
     return ns_id
 
@@ -86,25 +87,29 @@ def manifest_rows(bucket: BucketPrefix, plan: ConversionPlan, verified=None) -> 
         status, reason = d.status, d.reason
         if verified is not None and d.key in verified and problem:
             status, reason = "failed", f"verification failed: {problem}"
-        rows.append({
-            "path": d.key,
-            "source": f"s3://{bucket.bucket}/{d.key}",
-            "destination": f"hns://{bucket.bucket}/{d.new_path}" if d.new_path else None,
-            "kind": "dir" if d.status == "directory" else "file",
-            "size": d.size,
-            "mtime": d.mtime_ns,
-            "action": "convert",
-            "status": status,
-            "reason": reason,
-            "bytes": 0,
-            "checksum": d.etag,
-            "verified": (problem is None) if verified is not None and d.key in verified else None,
-            "attempts": 1,
-            "started_at": stamp,
-            "finished_at": stamp,
-            "new_path": d.new_path,
-            "rule": d.rule,
-        })
+        rows.append(
+            {
+                "path": d.key,
+                "source": f"s3://{bucket.bucket}/{d.key}",
+                "destination": f"hns://{bucket.bucket}/{d.new_path}" if d.new_path else None,
+                "kind": "dir" if d.status == "directory" else "file",
+                "size": d.size,
+                "mtime": d.mtime_ns,
+                "action": "convert",
+                "status": status,
+                "reason": reason,
+                "bytes": 0,
+                "checksum": d.etag,
+                "verified": (problem is None)
+                if verified is not None and d.key in verified
+                else None,
+                "attempts": 1,
+                "started_at": stamp,
+                "finished_at": stamp,
+                "new_path": d.new_path,
+                "rule": d.rule,
+            }
+        )
     return rows
 
 
@@ -138,17 +143,22 @@ def convert_to_hns(
     objects = list_step(bucket)
     problems = eligibility_step(bucket, objects, check_tags)
     if problems:
-        raise NotEligible("not eligible for conversion (nothing was changed): "
-                          + "; ".join(problems), where=bucket.display)
+        raise NotEligible(
+            "not eligible for conversion (nothing was changed): " + "; ".join(problems),
+            where=bucket.display,
+        )
     plan = plan_step(objects, ts)
     verified = None
     if plan.problems and not check_only:
         report.write_part("plan", manifest_rows(bucket, plan))
         summary = _report(report, bucket, started)
-        keys = [f"{d.key} ({d.reason})" for d in plan.problems]
+        shown = "; ".join(f"{d.key!r}: {d.reason}" for d in plan.problems[:5])
+        more = f" (and {len(plan.problems) - 5} more)" if len(plan.problems) > 5 else ""
         raise ConversionRefused(
-            f"{len(keys)} keys cannot be placed, so nothing was converted: {examples(keys)}; "
-            f"see {summary.manifest}", where=bucket.display)
+            f"{len(plan.problems)} keys cannot be placed, so nothing was converted: {shown}"
+            f"{more}; see {summary.manifest}",
+            where=bucket.display,
+        )
     if not check_only:
         ns_id = build_step(store, bucket, plan, task_id)
         after = list_step(bucket)
@@ -156,10 +166,14 @@ def convert_to_hns(
         archived = [o.key for o in after if o.storage_class in ARCHIVE_CLASSES]
         if moved or archived:
             store.discard_building(bucket.bucket)
-            what = (f"the bucket changed during the conversion: {examples(moved)}" if moved
-                    else f"archived objects appeared: {examples(archived)}")
-            raise ConversionRefused(f"{what}; the namespace was not activated",
-                                    where=bucket.display)
+            what = (
+                f"the bucket changed during the conversion: {examples(moved)}"
+                if moved
+                else f"archived objects appeared: {examples(archived)}"
+            )
+            raise ConversionRefused(
+                f"{what}; the namespace was not activated", where=bucket.display
+            )
         commit_step(store, ns_id)
         verified = verify_step(store, bucket, plan)
     report.write_part("plan", manifest_rows(bucket, plan, verified))
@@ -167,6 +181,12 @@ def convert_to_hns(
 
 
 def _report(report: ReportDir, bucket: BucketPrefix, started: float, dry_run: bool = False):
-    return report_step(report, {}, job="convert", source=bucket.display,
-                       destination=f"hns://{bucket.bucket}", seconds=time.monotonic() - started,
-                       dry_run=dry_run)
+    return report_step(
+        report,
+        {},
+        job="convert",
+        source=bucket.display,
+        destination=f"hns://{bucket.bucket}",
+        seconds=time.monotonic() - started,
+        dry_run=dry_run,
+    )

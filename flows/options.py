@@ -98,13 +98,16 @@ MetadataUrl = Annotated[
 ]
 CheckOnly = Annotated[
     bool,
-    Field(description="Run the eligibility check and the plan; report every rename that would "
-          "happen; change nothing."),
+    Field(
+        description="Run the eligibility check and the plan; report every rename that would "
+        "happen; change nothing."
+    ),
 ]
 CheckTags = Annotated[
     bool,
-    Field(description="Look for object tags, which make a bucket ineligible (one request per "
-          "object)."),
+    Field(
+        description="Look for object tags, which make a bucket ineligible (one request per object)."
+    ),
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -12,6 +12,7 @@ from hns.store import Store
 from tasks.endpoints import BucketPrefix
 from tasks.errors import FerryError, task_error
 from tasks.listing import list_prefix
+from tasks.retry import retrying
 
 EXAMPLES = 5
 TAG_CHECK_CONCURRENCY = 64
@@ -52,13 +53,17 @@ async def eligibility_problems(
         raise task_error(exc, where=f"s3://{bucket}") from exc
     status = versioning.get("Status")
     if status in ("Enabled", "Suspended"):
-        problems.append(f"versioning is {status.lower()} (a bucket that has had versioning "
-                        "cannot be converted)")
+        problems.append(
+            f"versioning is {status.lower()} (a bucket that has had versioning cannot be converted)"
+        )
     archived = [o.key for o in objects if o.storage_class in ARCHIVE_CLASSES]
     if archived:
-        problems.append(f"{len(archived)} objects in an archive storage class: {examples(archived)}")
+        problems.append(
+            f"{len(archived)} objects in an archive storage class: {examples(archived)}"
+        )
     if check_tags:
-        tagged = await tagged_keys(client, bucket, [o.key for o in objects])
+        readable = [o.key for o in objects if o.storage_class not in ARCHIVE_CLASSES]
+        tagged = await tagged_keys(client, bucket, readable)
         if tagged:
             problems.append(f"{len(tagged)} objects carry tags: {examples(tagged)}")
     return problems
@@ -70,7 +75,7 @@ async def tagged_keys(client, bucket: str, keys: Sequence[str]) -> list[str]:
 
     async def has_tags(key: str) -> bool:
         async with gate:
-            response = await client.get_object_tagging(Bucket=bucket, Key=key)
+            response = await retrying(5, lambda: client.get_object_tagging(Bucket=bucket, Key=key))
         return bool(response.get("TagSet"))
 
     flags = await asyncio.gather(*(has_tags(k) for k in keys))

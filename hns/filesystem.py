@@ -35,7 +35,7 @@ class HNSFileSystem(AbstractFileSystem):
     def __init__(self, metadata: str, storage_options: dict | None = None, **kwargs: Any) -> None:
         super().__init__(metadata=metadata, storage_options=storage_options, **kwargs)
         self.metadata = metadata
-        self.storage_options = dict(storage_options or {})
+        self.bucket_options = dict(storage_options or {})
         self.store = Store(metadata)
 
     # --- plumbing -------------------------------------------------------------------------------
@@ -46,13 +46,13 @@ class HNSFileSystem(AbstractFileSystem):
             return [cls._strip_protocol(p) for p in path]
         path = str(path)
         if path.startswith("hns://"):
-            path = path[len("hns://"):]
+            path = path[len("hns://") :]
         return path.strip("/")
 
     @property
     def objects(self):
         """The bucket's s3fs filesystem (botocore's own retries, unlike ferry's transfers)."""
-        options = dict(self.storage_options)
+        options = dict(self.bucket_options)
         config = dict(options.pop("config_kwargs", None) or {})
         config.setdefault("retries", {"mode": "standard", "max_attempts": 5})
         return fsspec.filesystem("s3", **s3_options({**options, "config_kwargs": config}))
@@ -74,8 +74,9 @@ class HNSFileSystem(AbstractFileSystem):
         kind = "directory" if entry.kind == "dir" else "file"
         info = {"name": path, "size": entry.size if kind == "file" else 0, "type": kind}
         if kind == "file":
-            info.update(etag=entry.etag, mtime=(entry.mtime_ns or 0) / 1e9,
-                        object_key=entry.object_key)
+            info.update(
+                etag=entry.etag, mtime=(entry.mtime_ns or 0) / 1e9, object_key=entry.object_key
+            )
         return info
 
     # --- reading the tree -----------------------------------------------------------------------
@@ -189,8 +190,7 @@ class HNSFileSystem(AbstractFileSystem):
                     gone = [entry]
                 self.store.delete(conn, [e.id for e in gone])
                 keys = {e.object_key for e in gone if e.kind == "file" and e.object_key}
-                doomed += [(ns.bucket, k) for k in keys
-                           if not self.store.references(conn, ns, k)]
+                doomed += [(ns.bucket, k) for k in keys if not self.store.references(conn, ns, k)]
         self._delete_objects(doomed)
 
     def rm_file(self, path):
@@ -259,28 +259,39 @@ class HNSFileSystem(AbstractFileSystem):
             os.makedirs(lpath, exist_ok=True)
             return
         target, _ = self._object_path(rpath)
+        if os.path.dirname(lpath):
+            os.makedirs(os.path.dirname(lpath), exist_ok=True)
         self.objects.get_file(target, lpath)
 
-    def _open(self, path, mode="rb", block_size=None, autocommit=True, cache_options=None,
-              **kwargs):
+    def _open(
+        self, path, mode="rb", block_size=None, autocommit=True, cache_options=None, **kwargs
+    ):
         path = self._strip_protocol(path)
         if mode == "rb":
             target, entry = self._object_path(path)
             if entry.size == 0:
                 return HNSEmptyFile(self, path)
-            return self.objects.open(target, "rb", block_size=block_size, size=entry.size,
-                                     cache_options=cache_options)
-        if mode == "wb":
-            return HNSWriteFile(self, path, mode="wb", block_size=block_size or 5 * 2**20)
-        raise NotImplementedError(f"hns:// files open as 'rb' or 'wb', not {mode!r}")
+            return self.objects.open(
+                target, "rb", block_size=block_size, size=entry.size, cache_options=cache_options
+            )
+        if mode in ("wb", "xb"):
+            if mode == "xb" and self.exists(path):
+                raise FileExistsError(path)
+            f = HNSWriteFile(self, path, mode="wb", block_size=block_size or 5 * 2**20)
+            f.exclusive = mode == "xb"
+            return f
+        raise NotImplementedError(f"hns:// files open as 'rb', 'wb' or 'xb', not {mode!r}")
 
-    def pipe_file(self, path, value, **kwargs):
+    def pipe_file(self, path, value, mode="overwrite", **kwargs):
+        path = self._strip_protocol(path)
+        if mode == "create" and self.exists(path):
+            raise FileExistsError(path)
         with tempfile.NamedTemporaryFile() as f:
             f.write(value)
             f.flush()
-            self.put_file(f.name, path)
+            self.put_file(f.name, path, mode=mode)
 
-    def put_file(self, lpath, rpath, callback=None, **kwargs):
+    def put_file(self, lpath, rpath, callback=None, mode="overwrite", **kwargs):
         rpath = self._strip_protocol(rpath)
         if os.path.isdir(lpath):
             self.makedirs(rpath, exist_ok=True)
@@ -288,7 +299,7 @@ class HNSFileSystem(AbstractFileSystem):
         key = self._fresh_key(rpath)
         bucket, _ = split(rpath)
         self.objects.put_file(lpath, f"{bucket}/{key}")
-        self._link(rpath, key)
+        self._link(rpath, key, exclusive=mode == "create")
 
     def cp_file(self, path1, path2, **kwargs):
         path1, path2 = self._strip_protocol(path1), self._strip_protocol(path2)
@@ -309,13 +320,15 @@ class HNSFileSystem(AbstractFileSystem):
         with self.store.begin() as conn:
             ns = self.store.namespace(conn, bucket)
             used = self.store.references(conn, ns, key)
-        if not used and not key.startswith(FRESH_PREFIX) and not self.objects.exists(
-            f"{bucket}/{key}"
+        if (
+            not used
+            and not key.startswith(FRESH_PREFIX)
+            and not self.objects.exists(f"{bucket}/{key}")
         ):
             return key
         return f"{FRESH_PREFIX}{uuid.uuid4().hex}/{parts[-1]}"
 
-    def _link(self, path: str, key: str) -> None:
+    def _link(self, path: str, key: str, *, exclusive: bool = False) -> None:
         """Make `path` name the object `key`: the new entry appears (or replaces the old file)
         in one transaction; a replaced file's object is deleted after it."""
         bucket, parts = split(path)
@@ -330,14 +343,26 @@ class HNSFileSystem(AbstractFileSystem):
                 if there is not None:
                     if there.kind == "dir":
                         raise IsADirectoryError(path)
+                    if exclusive:
+                        raise FileExistsError(path)
                     self.store.delete(conn, [there.id])
-                    if there.object_key and there.object_key != key and not self.store.references(
-                        conn, ns, there.object_key
+                    if (
+                        there.object_key
+                        and there.object_key != key
+                        and not self.store.references(conn, ns, there.object_key)
                     ):
                         doomed.append((bucket, there.object_key))
-                self.store.add(conn, ns, parent, parts[-1], "file", object_key=key,
-                               size=int(info.get("size", 0)), etag=etag,
-                               mtime_ns=time.time_ns())
+                self.store.add(
+                    conn,
+                    ns,
+                    parent,
+                    parts[-1],
+                    "file",
+                    object_key=key,
+                    size=int(info.get("size", 0)),
+                    etag=etag,
+                    mtime_ns=time.time_ns(),
+                )
         except BaseException:
             with contextlib.suppress(Exception):  # the entry never appeared: drop its object
                 self.objects.rm_file(f"{bucket}/{key}")
@@ -367,7 +392,8 @@ class HNSWriteFile(AbstractBufferedFile):
         if final:
             self._spool.close()
             try:
-                self.fs.put_file(self._spool.name, self.path)
+                mode = "create" if getattr(self, "exclusive", False) else "overwrite"
+                self.fs.put_file(self._spool.name, self.path, mode=mode)
             finally:
                 os.unlink(self._spool.name)
         return True

@@ -64,8 +64,11 @@ class ConversionPlan:
         """Every entry of the namespace, parents before children:
         (path, kind, object_key, size, etag, mtime_ns)."""
         rows = [(d, "dir", None, 0, None, None) for d in self.directories if d]
-        rows += [(d.new_path, "file", d.key, d.size, d.etag, d.mtime_ns)
-                 for d in self.decisions if d.status in ("ok", "renamed")]
+        rows += [
+            (d.new_path, "file", d.key, d.size, d.etag, d.mtime_ns)
+            for d in self.decisions
+            if d.status in ("ok", "renamed")
+        ]
         rows.sort(key=lambda r: (r[0].count("/"), r[0]))
         return rows
 
@@ -106,8 +109,10 @@ def plan_conversion(objects: Iterable[SourceObject], ts: int) -> ConversionPlan:
             new = free_name(f"{path}.file.{ts}", SUFFIX_TRIES_DIRECTORY_OVER_FILE)
             if new is None:
                 blocked.status, blocked.rule, blocked.new_path = "failed", "conflict", None
-                blocked.reason = (f"directory {path} needs the name of {blocked.key!r}, and "
-                                  f"{path}.file.{ts} and its numbered variants are all taken")
+                blocked.reason = (
+                    f"directory {path} needs the name of {blocked.key!r}, and "
+                    f"{path}.file.{ts} and its numbered variants are all taken"
+                )
                 nodes[path] = "dir"
                 plan.directories.add(path)
                 return blocked.reason
@@ -128,10 +133,16 @@ def plan_conversion(objects: Iterable[SourceObject], ts: int) -> ConversionPlan:
             new = free_name(f"{path}.file.{ts}", SUFFIX_TRIES_FILE_OVER_DIRECTORY)
             if new is None:
                 decision.status, decision.rule = "failed", "conflict"
-                decision.reason = (f"directory {path} exists, and {path}.file.{ts} and its "
-                                   "numbered variants are all taken")
+                decision.reason = (
+                    f"directory {path} exists, and {path}.file.{ts} and its "
+                    "numbered variants are all taken"
+                )
                 return
-            decision.status, decision.rule, decision.new_path = "renamed", "directory-then-file", new
+            decision.status, decision.rule, decision.new_path = (
+                "renamed",
+                "directory-then-file",
+                new,
+            )
             decision.reason = f"a directory {path} exists"
             path = new
         elif nodes.get(path) == "file":
@@ -168,6 +179,7 @@ def plan_conversion(objects: Iterable[SourceObject], ts: int) -> ConversionPlan:
             decision.status = "failed" if conflict else "directory"
             decision.reason = conflict
             continue
-        place_file(f"{path}.slash.{ts}" if marker else path, decision,
-                   "slash" if marker else "kept")
+        place_file(
+            f"{path}.slash.{ts}" if marker else path, decision, "slash" if marker else "kept"
+        )
     return plan

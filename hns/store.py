@@ -40,8 +40,12 @@ sa.Index("ferry_namespaces_active", namespaces.c.bucket, namespaces.c.state)
 entries = sa.Table(
     "ferry_entries",
     metadata_obj,
-    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
-              autoincrement=True),
+    sa.Column(
+        "id",
+        sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
     sa.Column("namespace_id", sa.Integer, sa.ForeignKey("ferry_namespaces.id"), nullable=False),
     sa.Column("parent_id", sa.BigInteger),  # null for the root
     sa.Column("name", sa.String(1024), nullable=False),
@@ -112,8 +116,16 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
 
 
 def _entry(row) -> Entry:
-    return Entry(row.id, row.parent_id, row.name, row.kind, row.object_key, row.size or 0,
-                 row.etag, row.mtime_ns)
+    return Entry(
+        row.id,
+        row.parent_id,
+        row.name,
+        row.kind,
+        row.object_key,
+        row.size or 0,
+        row.etag,
+        row.mtime_ns,
+    )
 
 
 def split(path: str) -> tuple[str, list[str]]:
@@ -140,43 +152,61 @@ class Store:
 
     def active(self, conn: Connection, bucket: str) -> Namespace | None:
         row = conn.execute(
-            sa.select(namespaces).where(namespaces.c.bucket == bucket, namespaces.c.state == "active")
+            sa.select(namespaces).where(
+                namespaces.c.bucket == bucket, namespaces.c.state == "active"
+            )
         ).first()
         return Namespace(**row._mapping) if row else None
 
     def active_buckets(self, conn: Connection) -> list[str]:
-        return sorted(conn.execute(sa.select(namespaces.c.bucket).where(
-            namespaces.c.state == "active")).scalars())
+        return sorted(
+            conn.execute(
+                sa.select(namespaces.c.bucket).where(namespaces.c.state == "active")
+            ).scalars()
+        )
 
     def namespace(self, conn: Connection, bucket: str) -> Namespace:
         found = self.active(conn, bucket)
         if found is None:
-            raise NamespaceError("no hierarchical namespace for this bucket (convert it first)",
-                                 where=bucket)
+            raise NamespaceError(
+                "no hierarchical namespace for this bucket (convert it first)", where=bucket
+            )
         return found
 
-    def start_building(self, bucket: str, *, source_url: str, conversion_ts: int,
-                       task_id: str | None) -> int:
+    def start_building(
+        self, bucket: str, *, source_url: str, conversion_ts: int, task_id: str | None
+    ) -> int:
         """A fresh `building` namespace (discarding any left by a crashed conversion)."""
         with self.begin() as conn:
             if self.active(conn, bucket) is not None:
                 raise NamespaceError("already converted", where=bucket)
             self._discard_building(conn, bucket)
             ns_id = conn.execute(
-                namespaces.insert().values(bucket=bucket, state="building", source_url=source_url,
-                                           conversion_ts=conversion_ts, task_id=task_id)
+                namespaces.insert().values(
+                    bucket=bucket,
+                    state="building",
+                    source_url=source_url,
+                    conversion_ts=conversion_ts,
+                    task_id=task_id,
+                )
             ).inserted_primary_key[0]
             root = conn.execute(
-                entries.insert().values(namespace_id=ns_id, parent_id=None, name="", kind="dir",
-                                        size=0)
+                entries.insert().values(
+                    namespace_id=ns_id, parent_id=None, name="", kind="dir", size=0
+                )
             ).inserted_primary_key[0]
             conn.execute(namespaces.update().where(namespaces.c.id == ns_id).values(root_id=root))
             return ns_id
 
     def _discard_building(self, conn: Connection, bucket: str) -> None:
-        stale = [r.id for r in conn.execute(
-            sa.select(namespaces.c.id).where(namespaces.c.bucket == bucket,
-                                             namespaces.c.state == "building"))]
+        stale = [
+            r.id
+            for r in conn.execute(
+                sa.select(namespaces.c.id).where(
+                    namespaces.c.bucket == bucket, namespaces.c.state == "building"
+                )
+            )
+        ]
         if stale:
             conn.execute(entries.delete().where(entries.c.namespace_id.in_(stale)))
             conn.execute(namespaces.delete().where(namespaces.c.id.in_(stale)))
@@ -185,12 +215,14 @@ class Store:
         with self.begin() as conn:
             self._discard_building(conn, bucket)
 
-    def fill(self, ns_id: int, tree: Iterable[tuple[str, str, str | None, int, str | None,
-                                                   int | None]]) -> None:
+    def fill(
+        self, ns_id: int, tree: Iterable[tuple[str, str, str | None, int, str | None, int | None]]
+    ) -> None:
         """Insert a whole tree, parents first: (path, kind, object_key, size, etag, mtime_ns)."""
         with self.begin() as conn:
-            root = conn.execute(sa.select(namespaces.c.root_id).where(
-                namespaces.c.id == ns_id)).scalar_one()
+            root = conn.execute(
+                sa.select(namespaces.c.root_id).where(namespaces.c.id == ns_id)
+            ).scalar_one()
             ids: dict[str, int] = {"": root}
             batch: list[dict] = []
 
@@ -201,8 +233,16 @@ class Store:
 
             for path, kind, key, size, etag, mtime in tree:
                 parent, _, name = path.rpartition("/")
-                row = {"namespace_id": ns_id, "parent_id": ids[parent], "name": name, "kind": kind,
-                       "object_key": key, "size": size, "etag": etag, "mtime_ns": mtime}
+                row = {
+                    "namespace_id": ns_id,
+                    "parent_id": ids[parent],
+                    "name": name,
+                    "kind": kind,
+                    "object_key": key,
+                    "size": size,
+                    "etag": etag,
+                    "mtime_ns": mtime,
+                }
                 if kind == "dir":
                     flush()
                     ids[path] = conn.execute(entries.insert().values(**row)).inserted_primary_key[0]
@@ -221,8 +261,11 @@ class Store:
             if self.active(conn, row.bucket) is not None:
                 raise NamespaceError("already converted", where=row.bucket)
             when = time.time()
-            conn.execute(namespaces.update().where(namespaces.c.id == ns_id)
-                         .values(state="active", converted_at=when))
+            conn.execute(
+                namespaces.update()
+                .where(namespaces.c.id == ns_id)
+                .values(state="active", converted_at=when)
+            )
             return when
 
     # --- paths ----------------------------------------------------------------------------------
@@ -235,9 +278,13 @@ class Store:
         for name in parts:
             if entry.kind != "dir":
                 return ns, None
-            found = conn.execute(sa.select(entries).where(
-                entries.c.namespace_id == ns.id, entries.c.parent_id == entry.id,
-                entries.c.name == name)).first()
+            found = conn.execute(
+                sa.select(entries).where(
+                    entries.c.namespace_id == ns.id,
+                    entries.c.parent_id == entry.id,
+                    entries.c.name == name,
+                )
+            ).first()
             if found is None:
                 return ns, None
             entry = _entry(found)
@@ -247,9 +294,11 @@ class Store:
         return _entry(conn.execute(sa.select(entries).where(entries.c.id == ns.root_id)).one())
 
     def children(self, conn: Connection, ns: Namespace, entry: Entry) -> list[Entry]:
-        rows = conn.execute(sa.select(entries).where(
-            entries.c.namespace_id == ns.id, entries.c.parent_id == entry.id
-        ).order_by(entries.c.name))
+        rows = conn.execute(
+            sa.select(entries)
+            .where(entries.c.namespace_id == ns.id, entries.c.parent_id == entry.id)
+            .order_by(entries.c.name)
+        )
         return [_entry(r) for r in rows]
 
     def subtree(self, conn: Connection, ns: Namespace, entry: Entry) -> list[Entry]:
@@ -264,35 +313,63 @@ class Store:
         while current is not None:
             if current == ancestor.id:
                 return True
-            current = conn.execute(sa.select(entries.c.parent_id).where(
-                entries.c.id == current)).scalar_one_or_none()
+            current = conn.execute(
+                sa.select(entries.c.parent_id).where(entries.c.id == current)
+            ).scalar_one_or_none()
         return False
 
-    def add(self, conn: Connection, ns: Namespace, parent: Entry, name: str, kind: str, *,
-            object_key: str | None = None, size: int = 0, etag: str | None = None,
-            mtime_ns: int | None = None) -> Entry:
-        new_id = conn.execute(entries.insert().values(
-            namespace_id=ns.id, parent_id=parent.id, name=name, kind=kind, object_key=object_key,
-            size=size, etag=etag, mtime_ns=mtime_ns)).inserted_primary_key[0]
+    def add(
+        self,
+        conn: Connection,
+        ns: Namespace,
+        parent: Entry,
+        name: str,
+        kind: str,
+        *,
+        object_key: str | None = None,
+        size: int = 0,
+        etag: str | None = None,
+        mtime_ns: int | None = None,
+    ) -> Entry:
+        new_id = conn.execute(
+            entries.insert().values(
+                namespace_id=ns.id,
+                parent_id=parent.id,
+                name=name,
+                kind=kind,
+                object_key=object_key,
+                size=size,
+                etag=etag,
+                mtime_ns=mtime_ns,
+            )
+        ).inserted_primary_key[0]
         return Entry(new_id, parent.id, name, kind, object_key, size, etag, mtime_ns)
 
     def move(self, conn: Connection, entry: Entry, new_parent: Entry, new_name: str) -> None:
         """Rename: one row, whatever is below it."""
-        conn.execute(entries.update().where(entries.c.id == entry.id)
-                     .values(parent_id=new_parent.id, name=new_name))
+        conn.execute(
+            entries.update()
+            .where(entries.c.id == entry.id)
+            .values(parent_id=new_parent.id, name=new_name)
+        )
 
     def delete(self, conn: Connection, ids: list[int]) -> None:
         for start in range(0, len(ids), 5000):
-            conn.execute(entries.delete().where(entries.c.id.in_(ids[start:start + 5000])))
+            conn.execute(entries.delete().where(entries.c.id.in_(ids[start : start + 5000])))
 
     def references(self, conn: Connection, ns: Namespace, object_key: str) -> int:
-        return conn.execute(sa.select(sa.func.count()).select_from(entries).where(
-            entries.c.namespace_id == ns.id, entries.c.object_key == object_key)).scalar_one()
+        return conn.execute(
+            sa.select(sa.func.count())
+            .select_from(entries)
+            .where(entries.c.namespace_id == ns.id, entries.c.object_key == object_key)
+        ).scalar_one()
 
     def all_files(self, conn: Connection, ns: Namespace) -> dict[str, list[tuple[str, Entry]]]:
         """{object_key: [(path, entry)]} for every file, by walking the tree once."""
-        rows = [_entry(r) for r in conn.execute(sa.select(entries).where(
-            entries.c.namespace_id == ns.id))]
+        rows = [
+            _entry(r)
+            for r in conn.execute(sa.select(entries).where(entries.c.namespace_id == ns.id))
+        ]
         by_id = {e.id: e for e in rows}
         paths: dict[int, str] = {ns.root_id: ""}
 

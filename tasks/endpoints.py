@@ -64,12 +64,13 @@ class BucketPrefix:
         """The s3fs filesystem for this endpoint (cached by fsspec per options)."""
         return fsspec.filesystem("s3", **s3_options(self.options))
 
-    def run(self, work, *args):
-        """Run `await work(client, *args)` on s3fs's event loop with this endpoint's client."""
+    def run(self, work, *args, **kwargs):
+        """Run `await work(client, *args, **kwargs)` on s3fs's event loop with this endpoint's
+        client."""
         fs = self.filesystem()
 
         async def call():
-            return await work(await fs.set_session(), *args)
+            return await work(await fs.set_session(), *args, **kwargs)
 
         return fsspec.asyn.sync(fs.loop, call)
 

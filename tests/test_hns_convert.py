@@ -34,13 +34,17 @@ def fill(client, bucket, keys: dict[str, bytes]):
 
 
 def test_conversion_applies_the_seed_rules_and_moves_no_data(bucket, s3_client, metadata, reports):
-    fill(s3_client, bucket, {
-        "a/b": b"file that a directory will push aside",
-        "a/b/c": b"in the directory",
-        "d/": b"",
-        "e/": b"data under a slash key",
-        "plain.txt": b"kept",
-    })
+    fill(
+        s3_client,
+        bucket,
+        {
+            "a/b": b"file that a directory will push aside",
+            "a/b/c": b"in the directory",
+            "d/": b"",
+            "e/": b"data under a slash key",
+            "plain.txt": b"kept",
+        },
+    )
     before = listing(s3_client, bucket)
     result = convert_to_hns(f"s3://{bucket}", metadata=metadata, report_dir=reports)
     assert listing(s3_client, bucket) == before  # metadata only
@@ -50,8 +54,14 @@ def test_conversion_applies_the_seed_rules_and_moves_no_data(bucket, s3_client, 
     assert rows["e/"]["new_path"] == f"e.slash.{ts}"
     assert rows["d/"]["status"] == "directory"
     assert rows["plain.txt"]["status"] == "ok" and rows["plain.txt"]["verified"]
-    assert result.counts == {"ok": 2, "renamed": 2, "directory": 1, "skipped": 0,
-                             "rejected": 0, "failed": 0}
+    assert result.counts == {
+        "ok": 2,
+        "renamed": 2,
+        "directory": 1,
+        "skipped": 0,
+        "rejected": 0,
+        "failed": 0,
+    }
     fs = fsspec.filesystem("hns", metadata=metadata)
     assert fs.cat(f"{bucket}/a/b.file.{ts}") == b"file that a directory will push aside"
     assert fs.cat(f"{bucket}/e.slash.{ts}") == b"data under a slash key"
@@ -60,8 +70,9 @@ def test_conversion_applies_the_seed_rules_and_moves_no_data(bucket, s3_client, 
 
 def test_check_only_reports_renames_and_changes_nothing(bucket, s3_client, metadata, reports):
     fill(s3_client, bucket, {"x": b"1", "x/y": b"2"})
-    result = convert_to_hns(f"s3://{bucket}", metadata=metadata, report_dir=reports,
-                            check_only=True)
+    result = convert_to_hns(
+        f"s3://{bucket}", metadata=metadata, report_dir=reports, check_only=True
+    )
     assert result.dry_run and result.counts["renamed"] == 1
     assert manifest_rows(result)["x"]["new_path"].startswith("x.file.")
     with Store(metadata).begin() as conn:
