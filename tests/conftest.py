@@ -73,3 +73,39 @@ def bucket_objects(client, bucket: str, prefix: str = "") -> dict[str, dict]:
         for obj in page.get("Contents", []):
             found[obj["Key"]] = client.head_object(Bucket=bucket, Key=obj["Key"])
     return found
+
+
+def _pg_binary(name: str) -> str:
+    import glob
+    import shutil
+
+    found = shutil.which(name) or next(iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))), None)
+    if found is None:
+        raise RuntimeError(f"PostgreSQL's {name} is not installed (apt-get install postgresql)")
+    return found
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A throwaway PostgreSQL server on a free loopback port, run as the `postgres` user."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    from flows.local_s3 import free_port
+
+    data = tempfile.mkdtemp(prefix="ferry-pg-")
+    shutil.chown(data, "postgres")
+    port = free_port()
+    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    subprocess.run([*as_postgres, _pg_binary("initdb"), "-D", data, "-A", "trust", "-U", "ferry"],
+                   check=True, capture_output=True)
+    ctl = _pg_binary("pg_ctl")
+    subprocess.run([*as_postgres, ctl, "-D", data, "-l", f"{data}/log", "-w", "-o",
+                    f"-p {port} -k {data} -c listen_addresses=127.0.0.1", "start"],
+                   check=True, capture_output=True)
+    try:
+        yield f"postgresql+psycopg://ferry@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*as_postgres, ctl, "-D", data, "-m", "fast", "stop"], capture_output=True)
+        shutil.rmtree(data, ignore_errors=True)
