@@ -50,7 +50,7 @@ def fill(bucket: str, keys: list[str]) -> float:
 def flat_rename(fs, src: str, dst: str) -> None:
     """What renaming a "directory" takes on a flat bucket: copy every object, delete the old."""
     sources = fs.find(src)
-    fs.copy(sources, [dst + s[len(src):] for s in sources])
+    fs.copy(sources, [dst + s[len(src) :] for s in sources])
     fs.rm(sources)
 
 
@@ -87,8 +87,9 @@ def main() -> int:
     with local_s3() as endpoint:
         os.environ.update({**DEMO_CREDENTIALS, "AWS_ENDPOINT_URL": endpoint})
         names = [f"datasets/v1/part-{i:05d}.bin" for i in range(args.files)]
-        print(f"Creating {args.files:,} objects in a flat and a to-be-converted bucket...",
-              flush=True)
+        print(
+            f"Creating {args.files:,} objects in a flat and a to-be-converted bucket...", flush=True
+        )
         fill("flat", names)
         fill("tree", names)
         metadata = f"sqlite:///{os.path.join(work, 'tree.db')}"
@@ -97,12 +98,20 @@ def main() -> int:
         hns = fsspec.filesystem("hns", metadata=metadata)
         one = "datasets/v1/part-00000.bin"
 
-        rows.append(("list a directory of %d entries" % args.files,
-                     best_of(3, lambda: flat.ls("flat/datasets/v1", refresh=True)),
-                     best_of(3, lambda: hns.ls("tree/datasets/v1"))))
-        rows.append(("info of one file",
-                     best_of(5, lambda: flat.info(f"flat/{one}", refresh=True)),
-                     best_of(5, lambda: hns.info(f"tree/{one}"))))
+        rows.append(
+            (
+                f"list a directory of {args.files} entries",
+                best_of(3, lambda: flat.ls("flat/datasets/v1", refresh=True)),
+                best_of(3, lambda: hns.ls("tree/datasets/v1")),
+            )
+        )
+        rows.append(
+            (
+                "info of one file",
+                best_of(5, lambda: flat.info(f"flat/{one}", refresh=True)),
+                best_of(5, lambda: hns.info(f"tree/{one}")),
+            )
+        )
         print("Renaming the directory (s3fs copies and deletes every object)...", flush=True)
         s3fs_mv = timed(lambda: flat_rename(flat, "flat/datasets/v1", "flat/datasets/v2"))
         hns_mv = timed(lambda: hns.mv("tree/datasets/v1", "tree/datasets/v2", recursive=True))
@@ -118,18 +127,20 @@ def main() -> int:
         result = convert_to_hns("s3://big", metadata=metadata_big, report_dir=reports)
         seconds = time.perf_counter() - started
         with get_client(sync_client=True) as client:
-            runs = client.read_task_runs(flow_run_filter=FlowRunFilter(
-                id=FlowRunFilterId(any_=[UUID(result.task_id)])))
+            runs = client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[UUID(result.task_id)]))
+            )
         steps = sorted((r.start_time, r.name, r.total_run_time.total_seconds()) for r in runs)
 
     print()
     print(f"{'operation':40} {'s3fs (flat)':>12} {'hns':>12} {'hns ×':>8}")
     for name, flat_s, hns_s in rows:
-        print(f"{name:40} {flat_s * 1000:10.1f}ms {hns_s * 1000:10.1f}ms "
-              f"{flat_s / hns_s:8.1f}")
+        print(f"{name:40} {flat_s * 1000:10.1f}ms {hns_s * 1000:10.1f}ms {flat_s / hns_s:8.1f}")
     print()
-    print(f"convert {args.keys:,} keys: {seconds:.1f} s, {args.keys / seconds:,.0f} keys/s "
-          f"(counts {result.counts})")
+    print(
+        f"convert {args.keys:,} keys: {seconds:.1f} s, {args.keys / seconds:,.0f} keys/s "
+        f"(counts {result.counts})"
+    )
     for _, name, step_seconds in steps:
         print(f"  {name:32} {step_seconds:8.2f} s")
     return 0

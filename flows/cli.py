@@ -86,22 +86,15 @@ def _option(text: str) -> tuple[str, Any]:
 
 
 def _add_storage_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--source-option",
-        action="append",
-        type=_option,
-        default=[],
-        metavar="KEY=VALUE",
-        help="a storage option for the source (s3fs: endpoint_url, use_ssl, ...)",
-    )
-    p.add_argument(
-        "--destination-option",
-        action="append",
-        type=_option,
-        default=[],
-        metavar="KEY=VALUE",
-        help="a storage option for the destination",
-    )
+    for side in ("source", "destination"):
+        p.add_argument(
+            f"--{side}-option",
+            action="append",
+            type=_option,
+            default=[],
+            metavar="KEY=VALUE",
+            help=f"a storage option for the {side} (s3fs: endpoint_url, use_ssl, ...)",
+        )
     p.add_argument(
         "--report-dir",
         help="where the manifest and summary go (default: $FERRY_REPORT_DIR or ./ferry-reports)",

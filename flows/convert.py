@@ -12,7 +12,6 @@ from __future__ import annotations
 import time
 
 from prefect import flow, task
-from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
 from flows.options import (
@@ -40,9 +39,7 @@ from hns.store import Store
 from tasks.endpoints import BucketPrefix, parse_endpoint
 from tasks.errors import UsageError
 from tasks.manifest import ReportDir, default_report_dir, now
-from tasks.steps import report_step
-
-STEP = {"cache_policy": NO_CACHE, "persist_result": False}
+from tasks.steps import STEP, report_step
 
 
 @task(name="list-objects", **STEP)

@@ -384,7 +384,8 @@ class HNSWriteFile(AbstractBufferedFile):
     """Buffers to a local temporary file; on close uploads a new object, then links the entry."""
 
     def _initiate_upload(self):
-        self._spool = tempfile.NamedTemporaryFile(prefix="ferry-hns-", delete=False)
+        # closed in _upload_chunk(final=True) or discard(): it outlives this call
+        self._spool = tempfile.NamedTemporaryFile(prefix="ferry-hns-", delete=False)  # noqa: SIM115
 
     def _upload_chunk(self, final=False):
         self.buffer.seek(0)

@@ -1,4 +1,4 @@
-"""Plan a flat bucket's conversion into a directory tree: the seed's rules, applied in listing order.
+"""Plan a flat bucket's conversion into a directory tree: the seed's rules, in listing order.
 Pure: no I/O.
 
 - A zero-byte key ending in `/` becomes a directory (`a/b/` → directory `a/b`).

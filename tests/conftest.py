@@ -79,7 +79,9 @@ def _pg_binary(name: str) -> str:
     import glob
     import shutil
 
-    found = shutil.which(name) or next(iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))), None)
+    found = shutil.which(name) or next(
+        iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))), None
+    )
     if found is None:
         raise RuntimeError(f"PostgreSQL's {name} is not installed (apt-get install postgresql)")
     return found
@@ -98,12 +100,28 @@ def postgres_url():
     shutil.chown(data, "postgres")
     port = free_port()
     as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    subprocess.run([*as_postgres, _pg_binary("initdb"), "-D", data, "-A", "trust", "-U", "ferry"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [*as_postgres, _pg_binary("initdb"), "-D", data, "-A", "trust", "-U", "ferry"],
+        check=True,
+        capture_output=True,
+    )
     ctl = _pg_binary("pg_ctl")
-    subprocess.run([*as_postgres, ctl, "-D", data, "-l", f"{data}/log", "-w", "-o",
-                    f"-p {port} -k {data} -c listen_addresses=127.0.0.1", "start"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            *as_postgres,
+            ctl,
+            "-D",
+            data,
+            "-l",
+            f"{data}/log",
+            "-w",
+            "-o",
+            f"-p {port} -k {data} -c listen_addresses=127.0.0.1",
+            "start",
+        ],
+        check=True,
+        capture_output=True,
+    )
     try:
         yield f"postgresql+psycopg://ferry@127.0.0.1:{port}/postgres"
     finally:

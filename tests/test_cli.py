@@ -175,15 +175,27 @@ def test_convert_check_only_lists_renames_and_exits_0(tmp_path, bucket, s3_clien
     s3_client.put_object(Bucket=bucket, Key="a", Body=b"1")
     s3_client.put_object(Bucket=bucket, Key="a/b", Body=b"1")
     metadata = f"sqlite:///{tmp_path / 'ns.db'}"
-    code = main(["convert", f"s3://{bucket}", "--metadata", metadata, "--check-only",
-                 "--report-dir", str(tmp_path / "r"), "--json"])
+    code = main(
+        [
+            "convert",
+            f"s3://{bucket}",
+            "--metadata",
+            metadata,
+            "--check-only",
+            "--report-dir",
+            str(tmp_path / "r"),
+            "--json",
+        ]
+    )
     result = json.loads(capsys.readouterr().out)
     assert code == 0 and result["dry_run"] and result["counts"]["renamed"] == 1
-    code = main(["convert", f"s3://{bucket}", "--metadata", metadata,
-                 "--report-dir", str(tmp_path / "r")])
+    code = main(
+        ["convert", f"s3://{bucket}", "--metadata", metadata, "--report-dir", str(tmp_path / "r")]
+    )
     assert code == 0
-    code = main(["convert", f"s3://{bucket}", "--metadata", metadata,
-                 "--report-dir", str(tmp_path / "r")])
+    code = main(
+        ["convert", f"s3://{bucket}", "--metadata", metadata, "--report-dir", str(tmp_path / "r")]
+    )
     assert code == 2
     assert "already converted on" in capsys.readouterr().err
 
@@ -191,7 +203,10 @@ def test_convert_check_only_lists_renames_and_exits_0(tmp_path, bucket, s3_clien
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [
-        (["convert", "s3://b-x/prefix", "--metadata", "sqlite:///x.db"], "convert takes a whole bucket"),
+        (
+            ["convert", "s3://b-x/prefix", "--metadata", "sqlite:///x.db"],
+            "convert takes a whole bucket",
+        ),
         (["convert", "s3://b-x", "--metadata", "::nonsense"], "not an SQLAlchemy URL"),
         (["convert", "/tmp", "--metadata", "sqlite:///x.db"], "convert takes a whole bucket"),
     ],
@@ -205,10 +220,17 @@ def test_convert_ineligible_bucket_exits_2_with_reasons(tmp_path, s3_endpoint, s
     from prefect.settings import PREFECT_API_URL
 
     s3_client.create_bucket(Bucket="ferry-cli-versioned")
-    s3_client.put_bucket_versioning(Bucket="ferry-cli-versioned",
-                                    VersioningConfiguration={"Status": "Enabled"})
-    proc = ferry("convert", "s3://ferry-cli-versioned", "--metadata",
-                 f"sqlite:///{tmp_path / 'ns.db'}", "--report-dir", str(tmp_path / "r"),
-                 env={"PREFECT_API_URL": PREFECT_API_URL.value()})
+    s3_client.put_bucket_versioning(
+        Bucket="ferry-cli-versioned", VersioningConfiguration={"Status": "Enabled"}
+    )
+    proc = ferry(
+        "convert",
+        "s3://ferry-cli-versioned",
+        "--metadata",
+        f"sqlite:///{tmp_path / 'ns.db'}",
+        "--report-dir",
+        str(tmp_path / "r"),
+        env={"PREFECT_API_URL": PREFECT_API_URL.value()},
+    )
     assert proc.returncode == 2, proc.stderr
     assert "versioning is enabled" in proc.stderr and "Traceback" not in proc.stderr

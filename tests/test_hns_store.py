@@ -16,14 +16,16 @@ def store_url(request, tmp_path):
 
 
 def build(store: Store, bucket: str):
-    ns_id = store.start_building(bucket, source_url=f"s3://{bucket}", conversion_ts=1,
-                                 task_id="t")
-    store.fill(ns_id, [
-        ("a", "dir", None, 0, None, None),
-        ("a/b", "dir", None, 0, None, None),
-        ("a/b/f", "file", "a/b/f", 3, "e1", 10),
-        ("a/g", "file", "a/g", 4, "e2", 11),
-    ])
+    ns_id = store.start_building(bucket, source_url=f"s3://{bucket}", conversion_ts=1, task_id="t")
+    store.fill(
+        ns_id,
+        [
+            ("a", "dir", None, 0, None, None),
+            ("a/b", "dir", None, 0, None, None),
+            ("a/b/f", "file", "a/b/f", 3, "e1", 10),
+            ("a/g", "file", "a/g", 4, "e2", 11),
+        ],
+    )
     return ns_id
 
 
