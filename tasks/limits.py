@@ -66,7 +66,7 @@ _registry_lock = threading.Lock()
 
 
 def for_task(
-    task_id: str, *, bandwidth_mbps: float | None, concurrency: int, part_concurrency: int = 8
+    task_id: str, *, bandwidth_mbps: float | None, concurrency: int, part_concurrency: int = 16
 ) -> TaskLimits:
     with _registry_lock:
         limits = _registry.get(task_id)

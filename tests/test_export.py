@@ -149,3 +149,26 @@ def test_export_large_file_goes_in_parallel_parts(tmp_path, bucket, s3_client, r
     assert checksum.get("ChecksumCRC32")
     assert s3_client.get_object(Bucket=bucket, Key="big/big.bin")["Body"].read() == data
     assert manifest_rows(result)["big.bin"]["verified"]
+
+
+def test_a_file_that_vanishes_after_listing_is_a_failed_row(tmp_path, bucket, s3_client, reports):
+    from tasks.endpoints import transfer_endpoints
+    from tasks.job import Job
+    from tasks.listing import list_directory
+    from tasks.manifest import ReportDir
+    from tasks.partition import partition
+    from tasks.plan import plan_export
+    from tasks.steps import apply_step
+
+    src = tmp_path / "src"
+    for name in ("gone", "stays"):
+        write(str(src / name), b"data")
+    directory, prefix = transfer_endpoints("export", str(src), f"s3://{bucket}/v")
+    items = plan_export(list_directory(directory, must_exist=True), [], prefix=prefix.prefix)
+    os.remove(src / "gone")
+    job = Job(task_id="t-vanish", direction="export", directory=directory, bucket=prefix)
+    result = apply_step.fn(job, partition(items)[0], ReportDir(reports, "t-vanish"))
+    assert result.counts == {"failed": 1, "ok": 1}
+    rows = {r["path"]: r for r in ReportDir(reports, "t-vanish").read_parts().to_pylist()}
+    assert rows["gone"]["reason"].startswith("vanished")
+    assert [o["Key"] for o in s3_client.list_objects_v2(Bucket=bucket)["Contents"]] == ["v/stays"]
