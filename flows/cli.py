@@ -209,6 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report-dir", help="where the manifest and summary go")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("-v", "--verbose", action="store_true", help="show Prefect's log")
+    _add_stream_commands(commands)
+    p = commands.add_parser("serve", help="serve ferry's deployments (and each data stream's)")
+    p.add_argument("-v", "--verbose", action="store_true", help="show Prefect's log")
     p = commands.add_parser(
         "demo",
         help="export, import and verify a sample tree on a local S3 server (needs nothing running)",
@@ -216,6 +219,109 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep", metavar="DIR", help="build the demo in DIR instead of a temporary one")
     p.add_argument("-v", "--verbose", action="store_true", help="show Prefect's log")
     return parser
+
+
+def _add_stream_commands(commands) -> None:
+    stream = commands.add_parser("stream", help="data streams: directory ↔ bucket prefix links")
+    verbs = stream.add_subparsers(dest="verb", required=True, metavar="VERB")
+    p = verbs.add_parser("create", help="create a data stream (checked before it is stored)")
+    p.add_argument("name")
+    p.add_argument("directory")
+    p.add_argument("bucket_url", metavar="s3://bucket/prefix")
+    p.add_argument("--endpoint-url", help="S3 endpoint (default: the environment's)")
+    p.add_argument("--no-ssl", action="store_true", help="reach the endpoint over plain HTTP")
+    p.add_argument("--key", help="access key id (kept in a Prefect Secret block)")
+    p.add_argument("--secret", help="secret key; '-' reads it from standard input")
+    p.add_argument("--bandwidth-mbps", type=_positive_float)
+    p.add_argument("--description", default="")
+    p.add_argument(
+        "--auto-update",
+        action="store_true",
+        help="import the --prefix prefixes every --refresh-minutes",
+    )
+    p.add_argument("--refresh-minutes", type=_positive_float)
+    p.add_argument("--prefix", action="append", default=[], help="auto-update prefix, like /a/b/")
+    verbs.add_parser("list", help="the data streams and their states")
+    for verb, text in (
+        ("show", "settings, state and recent tasks"),
+        ("stop", "cancel running tasks, pause schedules, refuse new tasks"),
+        ("enable", "undo stop"),
+        ("delete", "cancel, remove deployments and limits, forget the stream"),
+    ):
+        verbs.add_parser(verb, help=text).add_argument("name")
+    p = verbs.add_parser("modify", help="refresh interval, added prefixes, bandwidth, description")
+    p.add_argument("name")
+    p.add_argument("--refresh-minutes", type=_positive_float)
+    p.add_argument("--add-prefix", action="append", default=[])
+    p.add_argument("--bandwidth-mbps", type=_positive_float)
+    p.add_argument("--description")
+    p = verbs.add_parser("run", help="start a batch task on the stream's settings")
+    p.add_argument("name")
+    p.add_argument("job", choices=["import", "export"])
+    p.add_argument("--report-dir")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    for sub_parser in verbs.choices.values():
+        sub_parser.add_argument("-v", "--verbose", action="store_true", help="show Prefect's log")
+
+
+def _stream_command(args: argparse.Namespace) -> int:
+    console = Console()
+    console.waiting_for_prefect()
+    from deployments import streams
+
+    if args.verb == "create":
+        secret = sys.stdin.readline().strip() if args.secret == "-" else args.secret
+        streams.create_stream(
+            args.name,
+            args.directory,
+            args.bucket_url,
+            endpoint_url=args.endpoint_url,
+            use_ssl=not args.no_ssl,
+            key=args.key,
+            secret=secret,
+            bandwidth_mbps=args.bandwidth_mbps,
+            description=args.description,
+            auto_update=args.auto_update,
+            refresh_minutes=args.refresh_minutes,
+            prefixes=args.prefix,
+        )
+        console.out.print(f"created data stream {args.name}")
+    elif args.verb == "list":
+        for name, stream in streams.all_streams().items():
+            console.out.print(
+                f"{name}\t{stream.state}\t{stream.directory} ↔ {stream.bucket_url}",
+                highlight=False,
+                soft_wrap=True,
+            )
+    elif args.verb == "show":
+        shown = {
+            "name": args.name,
+            **streams.load(args.name).settings(),
+            "recent_tasks": streams.recent_tasks(args.name),
+        }
+        print(json.dumps(shown, indent=2, default=str))
+    elif args.verb == "modify":
+        streams.modify_stream(
+            args.name,
+            refresh_minutes=args.refresh_minutes,
+            add_prefixes=args.add_prefix,
+            bandwidth_mbps=args.bandwidth_mbps,
+            description=args.description,
+        )
+        console.out.print(f"modified data stream {args.name}")
+    elif args.verb in ("stop", "enable", "delete"):
+        getattr(streams, f"{args.verb}_stream")(args.name)
+        console.out.print(f"{args.verb}: data stream {args.name}")
+    elif args.verb == "run":
+        from flows.streams import stream_task
+
+        result = console.run(
+            f"{args.name} {args.job}",
+            lambda: stream_task(args.name, args.job, report_dir=args.report_dir),
+        )
+        console.summary(result, as_json=args.json)
+        return result.exit_code
+    return EXIT_OK
 
 
 def flow_arguments(args: argparse.Namespace) -> dict[str, Any]:
@@ -390,6 +496,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_demo(Console(), keep=args.keep)
         if args.command == "convert":
             return _convert_command(args)
+        if args.command == "stream":
+            return _stream_command(args)
+        if args.command == "serve":
+            Console().waiting_for_prefect()
+            from deployments.serve import serve
+
+            serve()
+            return EXIT_OK
         return _transfer_command(args)
     except FerryError as exc:
         print(f"ferry: error: {exc}", file=sys.stderr)

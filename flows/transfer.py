@@ -14,6 +14,7 @@ from prefect import flow
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.futures import as_completed
 from prefect.runtime import flow_run
+from prefect.states import Cancelled
 
 from flows.options import (
     Bandwidth,
@@ -31,8 +32,8 @@ from flows.options import (
     described,
 )
 from flows.result import TaskResult
+from tasks import cancel, progress
 from tasks import limits as task_limits
-from tasks import progress
 from tasks.endpoints import Directory, transfer_endpoints
 from tasks.errors import DestinationUnusable
 from tasks.job import Job, Outcome, row
@@ -108,21 +109,11 @@ def run_transfer(direction: str, source: str, destination: str, **options: Any) 
         key=f"ferry-{direction}-progress",
         description=f"{len(parts)} partitions, {len(work)} entries",
     )
-    try:
-        futures = {apply_step.submit(job, p, report): p for p in parts}
-        for done, future in enumerate(as_completed(list(futures)), start=1):
-            try:
-                future.result()
-            except Exception as exc:  # the partition could not even record its rows
-                part = futures[future]
-                rows = [
-                    _planned_row(job, i, "failed", f"partition failed: {exc}", now())
-                    for i in part.items
-                ]
-                report.write_part(f"part-{part.index:05d}", rows)
-            update_progress_artifact(tracker, progress=100.0 * done / len(parts))
-    finally:
-        task_limits.release(task_id)
+    with cancel.Watch(task_id) as watch:
+        try:
+            _apply_partitions(job, parts, report, tracker)
+        finally:
+            task_limits.release(task_id)
 
     verification = verify_step(job, report) if job.verify != "none" and not job.dry_run else {}
     summary = report_step(
@@ -134,7 +125,27 @@ def run_transfer(direction: str, source: str, destination: str, **options: Any) 
         seconds=time.monotonic() - started,
         dry_run=job.dry_run,
     )
-    return TaskResult.from_summary(summary)
+    result = TaskResult.from_summary(summary)
+    if watch.event.is_set():
+        return Cancelled(message=f"cancelled; manifest: {result.manifest}", data=result)
+    return result
+
+
+def _apply_partitions(job: Job, parts, report: ReportDir, tracker) -> None:
+    """One Prefect task run per partition, through the flow's task runner; the progress artifact
+    moves as each finishes. A partition that could not even record its rows gets failed rows."""
+    futures = {apply_step.submit(job, p, report): p for p in parts}
+    for done, future in enumerate(as_completed(list(futures)), start=1):
+        try:
+            future.result()
+        except Exception as exc:
+            part = futures[future]
+            rows = [
+                _planned_row(job, i, "failed", f"partition failed: {exc}", now())
+                for i in part.items
+            ]
+            report.write_part(f"part-{part.index:05d}", rows)
+        update_progress_artifact(tracker, progress=100.0 * done / len(parts))
 
 
 def make_root(directory: Directory) -> None:

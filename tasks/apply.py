@@ -11,8 +11,8 @@ import asyncio
 from collections import Counter
 from dataclasses import dataclass
 
+from tasks import cancel, progress
 from tasks import limits as task_limits
-from tasks import progress
 from tasks.download import OutsideDestination, SafeDirectories, import_item
 from tasks.errors import describe, is_transient
 from tasks.job import Job, Outcome, row
@@ -49,6 +49,16 @@ async def copy_items(client, job: Job, part: Partition) -> list[dict]:
     async def one(item: Item) -> dict:
         async with limits.objects():
             started = now()
+            if cancel.requested(job.task_id):
+                return row(
+                    job,
+                    item,
+                    Outcome("skipped", "cancelled before it started"),
+                    partition=part.index,
+                    attempts=0,
+                    started_at=started,
+                    finished_at=started,
+                )
             attempts = 0
             while True:
                 attempts += 1

@@ -84,6 +84,11 @@ def report_step(
         dry_run=dry_run,
     )
     report.write_summary(summary.as_dict())
+    create_table_artifact(
+        [{**summary.counts, "bytes": summary.bytes, "manifest": manifest}],
+        key=f"ferry-{job}-counts",
+        description=f"ferry {job}: counts by status",
+    )
     problems = problems_of(table)
     create_markdown_artifact(
         markdown(summary, problems), key=f"ferry-{job}-summary", description=f"ferry {job} summary"

@@ -1,0 +1,87 @@
+"""Tasks of a data stream: a batch import or export on the stream's settings.
+
+Whichever way it starts (the CLI, a deployment run from the UI or a schedule, Python), a batch
+task of a stream takes one slot of the stream's global concurrency limit (four), strictly: a
+fifth waits its turn, and a stream whose limit is gone cannot run. A stopped stream refuses.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from prefect import flow
+from prefect.client.orchestration import get_client
+from prefect.concurrency.sync import concurrency
+from prefect.runtime import flow_run
+
+from flows.options import ReportDirOption, described
+from flows.result import TaskResult
+from flows.transfer import run_transfer
+from tasks.partition import DEFAULT_BYTES, DEFAULT_FILES
+
+Job = Literal["import", "export"]
+
+
+def stream_tag(name: str) -> str:
+    return f"ferry-stream:{name}"
+
+
+def _tag_this_run(name: str) -> None:
+    """Tag the flow run with its stream, so `stop` and `show` find it however it started."""
+    run_id = flow_run.get_id()
+    if not run_id:
+        return
+    tags = set(flow_run.get_tags() or [])
+    if stream_tag(name) in tags:
+        return
+    with get_client(sync_client=True) as client:
+        client.update_flow_run(run_id, tags=sorted(tags | {stream_tag(name)}))
+
+
+def stream_options(stream, job: str, *, auto_update: bool, report_dir: str | None) -> dict:
+    """run_transfer's arguments for a task of this stream."""
+    options = stream.storage_options()
+    include = None
+    if auto_update:
+        prefix = stream.bucket().prefix
+        include = [p[1:][len(prefix) :] + "*" for p in stream.prefixes]
+    return {
+        "source_options": options if job == "import" else None,
+        "destination_options": options if job == "export" else None,
+        "include": include,
+        "exclude": None,
+        "overwrite": "changed",
+        "verify": "size-mtime",
+        "bandwidth_mbps": stream.bandwidth_mbps,
+        "concurrency": 32,
+        "partition_files": DEFAULT_FILES,
+        "partition_bytes": DEFAULT_BYTES,
+        "report_dir": report_dir,
+        "dry_run": False,
+        "retries": 5,
+    }
+
+
+@flow(name="ferry-stream-task", log_prints=False)
+@described
+def stream_task(
+    stream: str,
+    job: Job,
+    *,
+    auto_update: bool = False,
+    report_dir: ReportDirOption = None,
+) -> TaskResult:
+    """A batch task on a data stream: import (bucket prefix → directory) or export (directory →
+    bucket prefix) with the stream's credentials, endpoint and bandwidth. With auto_update, import
+    only the stream's auto-update prefixes (what its schedule runs)."""
+    from deployments.streams import StreamError, limit_name, load
+
+    settings = load(stream)
+    if settings.state != "enabled":
+        raise StreamError("the stream is stopped; `ferry stream enable` it first", where=stream)
+    _tag_this_run(stream)
+    options = stream_options(settings, job, auto_update=auto_update, report_dir=report_dir)
+    with concurrency(limit_name(stream), occupy=1, strict=True):
+        if job == "import":
+            return run_transfer("import", settings.bucket_url, settings.directory, **options)
+        return run_transfer("export", settings.directory, settings.bucket_url, **options)

@@ -1,0 +1,291 @@
+"""Data streams: create refusals, modify limits, the four-task limit, stop, delete."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.exceptions import ObjectNotFound
+
+from deployments.serve import stream_deployments
+from deployments.streams import (
+    StreamError,
+    create_stream,
+    delete_stream,
+    enable_stream,
+    limit_name,
+    load,
+    modify_stream,
+    stop_stream,
+)
+from flows.streams import stream_task
+
+pytestmark = pytest.mark.usefixtures("prefect_api")
+
+
+def tagged_bucket(s3_client, *, versioned: bool = False, tag: bool = True) -> str:
+    name = f"stream-{uuid.uuid4().hex[:12]}"
+    s3_client.create_bucket(Bucket=name)
+    if tag:
+        s3_client.put_bucket_tagging(
+            Bucket=name, Tagging={"TagSet": [{"Key": "ferry-dataflow", "Value": "true"}]}
+        )
+    if versioned:
+        s3_client.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+    return name
+
+
+def unique(prefix="s") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def test_create_stores_a_stream_and_its_limit(tmp_path, s3_client):
+    bucket = tagged_bucket(s3_client)
+    s3_client.put_object(Bucket=bucket, Key="data/new/x", Body=b"1")
+    name = unique()
+    create_stream(
+        name,
+        str(tmp_path),
+        f"s3://{bucket}/data",
+        key="ferry-demo",
+        secret="ferry-demo-secret",
+        auto_update=True,
+        refresh_minutes=5,
+        prefixes=["/data/new/"],
+        description="training set",
+    )
+    stream = load(name)
+    assert stream.settings()["prefixes"] == ["/data/new/"]
+    assert "secret" not in str(stream.settings())  # the secret lives in its own Secret block
+    assert stream.storage_options()["secret"] == "ferry-demo-secret"
+    with get_client(sync_client=True) as client:
+        assert client.read_global_concurrency_limit_by_name(limit_name(name)).limit == 4
+
+
+@pytest.mark.parametrize(
+    ("setup", "fragment"),
+    [
+        ("missing_directory", "the directory does not exist"),
+        ("bad_name", "lowercase letters, digits and dashes"),
+        ("untagged", "put-bucket-tagging"),
+        ("no_bucket", "bucket does not exist"),
+        ("short_prefix", "must be 2 to 1024 characters"),
+        ("slashes", "must start and end with '/'"),
+        ("missing_prefix", "does not exist in bucket"),
+        ("outside_prefix", "is not inside the stream's"),
+        ("auto_without_interval", "needs a refresh interval"),
+    ],
+)
+def test_create_refusals(setup, fragment, tmp_path, s3_client):
+    bucket = tagged_bucket(s3_client, tag=setup != "untagged")
+    s3_client.put_object(Bucket=bucket, Key="data/a/x", Body=b"1")
+    kwargs = {"name": unique(), "directory": str(tmp_path), "bucket_url": f"s3://{bucket}/data"}
+    if setup == "missing_directory":
+        kwargs["directory"] = str(tmp_path / "nope")
+    elif setup == "bad_name":
+        kwargs["name"] = "Not A Name"
+    elif setup == "no_bucket":
+        kwargs["bucket_url"] = "s3://no-such-bucket-for-streams/x"
+    elif setup in ("short_prefix", "slashes", "missing_prefix", "outside_prefix"):
+        kwargs.update(
+            auto_update=True,
+            refresh_minutes=1,
+            prefixes={
+                "short_prefix": ["/"],
+                "slashes": ["data/a"],
+                "missing_prefix": ["/data/zzz/"],
+                "outside_prefix": ["/other/"],
+            }[setup],
+        )
+    elif setup == "auto_without_interval":
+        kwargs.update(auto_update=True, prefixes=["/data/a/"])
+    with pytest.raises(StreamError, match=fragment.replace("(", r"\(")):
+        create_stream(**kwargs)
+
+
+def test_a_directory_is_linked_to_one_bucket_only(tmp_path, s3_client):
+    first, second = tagged_bucket(s3_client), tagged_bucket(s3_client)
+    (tmp_path / "inner").mkdir()
+    create_stream(unique(), str(tmp_path / "inner"), f"s3://{first}/x")
+    for directory in (tmp_path, tmp_path / "inner", tmp_path / "inner"):
+        with pytest.raises(StreamError, match="a directory is linked to one bucket only"):
+            create_stream(unique(), str(directory), f"s3://{second}/x")
+
+
+def test_a_shared_bucket_needs_versioning(tmp_path, s3_client):
+    plain = tagged_bucket(s3_client)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    create_stream(unique(), str(tmp_path / "a"), f"s3://{plain}/a")
+    with pytest.raises(StreamError, match="needs versioning enabled"):
+        create_stream(unique(), str(tmp_path / "b"), f"s3://{plain}/b")
+    versioned = tagged_bucket(s3_client, versioned=True)
+    (tmp_path / "c").mkdir()
+    (tmp_path / "d").mkdir()
+    create_stream(unique(), str(tmp_path / "c"), f"s3://{versioned}/c")
+    create_stream(unique(), str(tmp_path / "d"), f"s3://{versioned}/d")
+
+
+def test_at_most_ten_streams_per_file_system(tmp_path_factory, s3_client):
+    import os
+
+    from deployments.streams import all_streams, mount_of
+
+    root = tmp_path_factory.mktemp("ten")
+    bucket = tagged_bucket(s3_client, versioned=True)
+    already = sum(
+        1
+        for s in all_streams().values()
+        if os.path.isdir(s.directory) and mount_of(s.directory) == mount_of(str(root))
+    )
+    for i in range(max(0, 10 - already)):
+        (root / f"d{i}").mkdir()
+        create_stream(unique(), str(root / f"d{i}"), f"s3://{bucket}/d{i}")
+    (root / "eleventh").mkdir()
+    with pytest.raises(StreamError, match="has 10 data streams already"):
+        create_stream(unique(), str(root / "eleventh"), f"s3://{bucket}/e")
+    for name, stream in all_streams().items():  # leave room for the other tests
+        if stream.directory.startswith(str(root)):
+            delete_stream(name)
+
+
+def test_modify_only_what_the_seed_allows(tmp_path, s3_client):
+    bucket = tagged_bucket(s3_client)
+    s3_client.put_object(Bucket=bucket, Key="p/one/x", Body=b"1")
+    s3_client.put_object(Bucket=bucket, Key="p/two/x", Body=b"1")
+    name = unique()
+    create_stream(
+        name,
+        str(tmp_path),
+        f"s3://{bucket}/p",
+        auto_update=True,
+        refresh_minutes=5,
+        prefixes=["/p/one/"],
+    )
+    modify_stream(
+        name, refresh_minutes=2, add_prefixes=["/p/two/"], bandwidth_mbps=600, description="new"
+    )
+    stream = load(name)
+    assert (stream.refresh_minutes, stream.bandwidth_mbps, stream.description) == (2, 600, "new")
+    assert stream.prefixes == ["/p/one/", "/p/two/"]
+    with pytest.raises(StreamError, match="cannot modify bucket_url, directory"):
+        modify_stream(name, directory="/elsewhere", bucket_url="s3://other/x")
+    with pytest.raises(StreamError, match="does not exist in bucket"):
+        modify_stream(name, add_prefixes=["/p/three/"])
+    with pytest.raises(StreamError, match="more than 0 minutes"):
+        modify_stream(name, refresh_minutes=0)
+
+
+def slow_tree(root, files: int, size: int):
+    root.mkdir(exist_ok=True)
+    for i in range(files):
+        (root / f"f{i:03d}").write_bytes(b"x" * size)
+
+
+def test_at_most_four_batch_tasks_of_a_stream_run_at_once(tmp_path, s3_client):
+    bucket = tagged_bucket(s3_client)
+    slow_tree(tmp_path / "src", 20, 250_000)  # 10 s a task at 0.5 MB/s
+    name = unique()
+    create_stream(name, str(tmp_path / "src"), f"s3://{bucket}/out", bandwidth_mbps=0.5)
+    results, slots = [], []
+    stop = threading.Event()
+
+    def watch():
+        with get_client(sync_client=True) as client:
+            while not stop.is_set():
+                slots.append(
+                    client.read_global_concurrency_limit_by_name(limit_name(name)).active_slots
+                )
+                time.sleep(0.1)
+
+    def run():
+        results.append(stream_task(name, "export", report_dir=str(tmp_path / "r")))
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    runners = [threading.Thread(target=run) for _ in range(5)]
+    for t in runners:
+        t.start()
+    for t in runners:
+        t.join()
+    stop.set()
+    watcher.join()
+    assert len(results) == 5 and all(r.ok for r in results)
+    assert max(slots) == 4
+    assert slots[-1] == 0
+
+
+def test_stop_cancels_a_running_task_and_refuses_new_ones(tmp_path, s3_client):
+    bucket = tagged_bucket(s3_client)
+    slow_tree(tmp_path / "src", 80, 50_000)
+    name = unique()
+    create_stream(name, str(tmp_path / "src"), f"s3://{bucket}/out", bandwidth_mbps=0.2)
+    outcome = []
+
+    def run():
+        try:
+            outcome.append(stream_task(name, "export", report_dir=str(tmp_path / "r")))
+        except BaseException as exc:  # noqa: BLE001 - what the caller sees is the point
+            outcome.append(exc)
+
+    runner = threading.Thread(target=run)
+    runner.start()
+    with get_client(sync_client=True) as client:
+        deadline = time.monotonic() + 60
+        while (
+            time.monotonic() < deadline
+            and not client.read_global_concurrency_limit_by_name(limit_name(name)).active_slots
+        ):
+            time.sleep(0.2)
+    time.sleep(1.0)
+    stop_stream(name)
+    runner.join(timeout=120)
+    assert not runner.is_alive()
+    copied = s3_client.list_objects_v2(Bucket=bucket).get("KeyCount", 0)
+    assert 0 < copied < 80  # in-flight files finished, the rest never started
+    with get_client(sync_client=True) as client:
+        from deployments.streams import _stream_runs
+
+        run_state = _stream_runs(client, name, limit=1)[0].state
+    assert run_state.type.value == "CANCELLED"
+    with pytest.raises(StreamError, match="stopped"):
+        stream_task(name, "export", report_dir=str(tmp_path / "r"))
+    enable_stream(name)
+    assert load(name).state == "enabled"
+
+
+def test_delete_removes_deployments_limit_and_stream(tmp_path, s3_client):
+    bucket = tagged_bucket(s3_client)
+    s3_client.put_object(Bucket=bucket, Key="d/auto/x", Body=b"1")
+    name = unique()
+    stream = create_stream(
+        name,
+        str(tmp_path),
+        f"s3://{bucket}/d",
+        key="k",
+        secret="s",
+        auto_update=True,
+        refresh_minutes=1,
+        prefixes=["/d/auto/"],
+    )
+    for deployment in stream_deployments(name, stream):
+        deployment.apply()
+    with get_client(sync_client=True) as client:
+        from deployments.streams import _stream_deployments
+
+        assert len(_stream_deployments(client, name)) == 3
+    stop_stream(name)
+    with get_client(sync_client=True) as client:
+        assert all(d.paused for d in _stream_deployments(client, name))
+    delete_stream(name)
+    with get_client(sync_client=True) as client:
+        assert _stream_deployments(client, name) == []
+        with pytest.raises(ObjectNotFound):
+            client.read_global_concurrency_limit_by_name(limit_name(name))
+    with pytest.raises(StreamError, match="no such data stream"):
+        load(name)
+    assert (tmp_path).exists()
+    assert s3_client.list_objects_v2(Bucket=bucket)["KeyCount"] == 1  # the data stays
