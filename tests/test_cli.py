@@ -234,3 +234,34 @@ def test_convert_ineligible_bucket_exits_2_with_reasons(tmp_path, s3_endpoint, s
     )
     assert proc.returncode == 2, proc.stderr
     assert "versioning is enabled" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_stream_commands(tmp_path, s3_client, capsys):
+    import uuid
+
+    bucket = f"cli-stream-{uuid.uuid4().hex[:8]}"
+    s3_client.create_bucket(Bucket=bucket)
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "dir" / "f.txt").write_bytes(b"stream me")
+    name = f"cli-{uuid.uuid4().hex[:8]}"
+    assert main(["stream", "create", name, str(tmp_path / "dir"), f"s3://{bucket}/x"]) == 2
+    assert "lacks the tag ferry-dataflow=true" in capsys.readouterr().err
+    s3_client.put_bucket_tagging(
+        Bucket=bucket, Tagging={"TagSet": [{"Key": "ferry-dataflow", "Value": "true"}]}
+    )
+    assert main(["stream", "create", name, str(tmp_path / "dir"), f"s3://{bucket}/x"]) == 0
+    assert main(["stream", "run", name, "export", "--report-dir", str(tmp_path / "r")]) == 0
+    capsys.readouterr()
+    assert main(["stream", "show", name]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["state"] == "enabled" and shown["recent_tasks"][0]["counts"]["ok"] == 1
+    assert main(["stream", "list"]) == 0
+    assert name in capsys.readouterr().out
+    assert main(["stream", "stop", name]) == 0
+    assert main(["stream", "run", name, "export"]) == 2
+    assert "stopped" in capsys.readouterr().err
+    assert main(["stream", "delete", name]) == 0
+    assert main(["stream", "show", name]) == 2
+    assert "no such data stream" in capsys.readouterr().err
+    assert s3_client.get_object(Bucket=bucket, Key="x/f.txt")["Body"].read() == b"stream me"
