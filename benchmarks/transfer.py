@@ -126,13 +126,16 @@ def timed(command: list[str], env: dict) -> float:
 
 
 def warm_up(work: str, export_data, import_data) -> None:
-    """One tiny export and import, untimed: loads what ferry's first run in a process loads
-    (S3 client and service model, Prefect's flow and task registration). The peers' times include
-    their own process start instead."""
+    """One small export and import, untimed, through every code path (a small file, and one
+    large enough for parts and ranges): loads what ferry's first run in a process loads (S3
+    client and service model, Prefect's flow and task registration, worker threads). The peers'
+    times include their own process start instead."""
     src = os.path.join(work, "warm-up", "src")
     os.makedirs(src)
     with open(os.path.join(src, "f"), "wb") as f:
         f.write(b"warm")
+    with open(os.path.join(src, "large"), "wb") as f:
+        f.write(os.urandom(40 * MiB))
     with local_s3() as endpoint:
         saved = os.environ.get("AWS_ENDPOINT_URL")
         os.environ.update({**DEMO_CREDENTIALS, "AWS_ENDPOINT_URL": endpoint})
