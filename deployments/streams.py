@@ -179,11 +179,7 @@ async def _bucket_problems(
             problems.append(
                 f"bucket {bucket.bucket} is used by another stream, so it needs versioning enabled"
             )
-    for prefix in prefixes:
-        listed = await client.list_objects_v2(Bucket=bucket.bucket, Prefix=prefix[1:], MaxKeys=1)
-        if not listed.get("KeyCount"):
-            problems.append(f"prefix {prefix!r} does not exist in bucket {bucket.bucket}")
-    return problems
+    return problems + await _missing_prefixes(client, bucket, prefixes)
 
 
 # --- lifecycle ----------------------------------------------------------------------------------
@@ -378,26 +374,29 @@ def cancel_runs(name: str) -> int:
     return count
 
 
-def stop_stream(name: str) -> DataStream:
-    """Refuse new tasks, pause the stream's schedules, cancel its running tasks."""
+def _set_state(name: str, state: str) -> DataStream:
     stream = load(name)
-    stream.state = "stopped"
+    stream.state = state
     stream.save(block_name(name), overwrite=True)
     with get_client(sync_client=True) as client:
         for deployment in _stream_deployments(client, name):
-            client.pause_deployment(deployment.id)
+            if state == "stopped":
+                client.pause_deployment(deployment.id)
+            else:
+                client.resume_deployment(deployment.id)
+    return stream
+
+
+def stop_stream(name: str) -> DataStream:
+    """Refuse new tasks, pause the stream's schedules, cancel its running tasks."""
+    stream = _set_state(name, "stopped")
     cancel_runs(name)
     return stream
 
 
 def enable_stream(name: str) -> DataStream:
-    stream = load(name)
-    stream.state = "enabled"
-    stream.save(block_name(name), overwrite=True)
-    with get_client(sync_client=True) as client:
-        for deployment in _stream_deployments(client, name):
-            client.resume_deployment(deployment.id)
-    return stream
+    """Undo `stop_stream`: accept tasks, resume the schedules."""
+    return _set_state(name, "enabled")
 
 
 def delete_stream(name: str) -> None:
