@@ -105,6 +105,7 @@ class ReportDir:
         return dataset.to_table()
 
     def write_manifest(self, merged: pa.Table) -> str:
+        self.fs.makedirs(self.root, exist_ok=True)
         staging = f"{self.root}/_manifest.{uuid.uuid4().hex[:8]}.parquet"
         pq.write_table(merged.cast(MANIFEST_SCHEMA), staging, filesystem=self.fs)
         self.fs.mv(staging, self.manifest)

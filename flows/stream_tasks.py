@@ -1,0 +1,346 @@
+"""Stream tasks: long-running export of files as they are completed (checkpoint write-back), and
+long-running import of objects as they appear (continuous preload).
+
+Both keep one rolling manifest (a part file per batch, merged after each) and a status artifact
+in the Prefect UI, and stop when cancelled (the UI, `ferry stream stop`, Ctrl-C), after
+`max_runtime`, or after `idle_timeout` seconds with nothing to do. Entries in flight when they
+stop finish; nothing half-written is left: uploads are completed or aborted, downloads are
+renamed into place complete or removed.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+from uuid import UUID
+
+from prefect import flow
+from prefect.artifacts import create_markdown_artifact
+from prefect.runtime import flow_run
+from prefect.states import Cancelled
+
+from flows.options import (
+    Bandwidth,
+    Concurrency,
+    Globs,
+    ReportDirOption,
+    Retries,
+    StorageOptions,
+    Url,
+    described,
+)
+from flows.result import TaskResult
+from tasks import cancel
+from tasks import limits as task_limits
+from tasks.apply import apply_partition
+from tasks.endpoints import transfer_endpoints
+from tasks.job import Job
+from tasks.listing import Entry, Filter, list_bucket, list_directory
+from tasks.manifest import ReportDir, default_report_dir
+from tasks.partition import Partition
+from tasks.plan import APPLY_ACTIONS, final_status, plan_export, plan_import
+from tasks.report import counts_of, merge
+from tasks.watch import Pending, Watcher
+
+SUBMISSION_KEY = "ferry-submit"
+
+
+def submit_files(task_id: str, paths: list[str]) -> None:
+    """Hand files to a running stream export (flow run `task_id`): they are exported promptly,
+    whether or not its watcher has seen them."""
+    from prefect.input.run_input import send_input
+
+    send_input(
+        [os.path.abspath(p) for p in paths], flow_run_id=UUID(task_id), key_prefix=SUBMISSION_KEY
+    )
+
+
+class _Inbox:
+    """Submitted paths, read from the flow run's inputs by a background thread."""
+
+    def __init__(self, task_id: str) -> None:
+        self.paths: queue.Queue[str] = queue.Queue()
+        self._stop = threading.Event()
+        self._thread = None
+        try:
+            self.run_id = UUID(task_id)
+        except ValueError:
+            return
+        self._thread = threading.Thread(target=self._read, daemon=True, name="ferry-inbox")
+        self._thread.start()
+
+    def _read(self) -> None:
+        from prefect.client.orchestration import get_client
+
+        seen: set[str] = set()
+        with get_client(sync_client=True) as client:
+            while not self._stop.wait(0.5):
+                try:
+                    found = client.filter_flow_run_input(
+                        flow_run_id=self.run_id,
+                        key_prefix=SUBMISSION_KEY,
+                        limit=100,
+                        exclude_keys=seen,
+                    )
+                except Exception:  # noqa: BLE001 - a passing API error: try again
+                    continue
+                for item in found:
+                    seen.add(item.key)
+                    value = item.decoded_value  # send_input wraps a list as {"value": [...]}
+                    paths = value.get("value") if isinstance(value, dict) else value
+                    for path in paths if isinstance(paths, list) else []:
+                        self.paths.put(path)
+
+    def drain(self) -> list[str]:
+        found = []
+        while True:
+            try:
+                found.append(self.paths.get_nowait())
+            except queue.Empty:
+                return found
+
+    def close(self) -> None:
+        self._stop.set()
+
+
+class _Rolling:
+    """The task's manifest, extended batch by batch, and its status in the Prefect UI."""
+
+    def __init__(self, job: Job, report: ReportDir, title: str) -> None:
+        self.job, self.report, self.title = job, report, title
+        self.batches = 0
+
+    def apply(self, items) -> None:
+        decided = [i for i in items if i.action not in APPLY_ACTIONS]
+        work = [i for i in items if i.action in APPLY_ACTIONS]
+        if decided:
+            from flows.transfer import _planned_row
+            from tasks.manifest import now
+
+            self.report.write_part(
+                f"decided-{self.batches:05d}",
+                [_planned_row(self.job, i, final_status(i), i.reason, now()) for i in decided],
+            )
+        if work:
+            apply_partition(self.job, Partition(self.batches, tuple(work)), self.report)
+        self.batches += 1
+        self.publish()
+
+    def publish(self) -> TaskResult:
+        table = merge(self.report)
+        manifest = self.report.write_manifest(table)
+        counts = counts_of(table)
+        nbytes = int(sum(b or 0 for b in table.column("bytes").to_pylist())) if len(table) else 0
+        create_markdown_artifact(
+            f"# {self.title}\n\n{self.batches} batches; "
+            + ", ".join(f"{v} {k}" for k, v in counts.items())
+            + f"; {nbytes:,} bytes\n\n"
+            f"Manifest: `{manifest}`",
+            key=f"ferry-{self.title.split()[1]}-status",
+        )
+        return TaskResult(
+            task_id=self.job.task_id,
+            job=self.title.split()[1],
+            source=self.job.source("", "dir"),
+            destination=self.job.destination("", "dir"),
+            counts=counts,
+            bytes=nbytes,
+            seconds=0.0,
+            manifest=manifest,
+        )
+
+
+def _until(started: float, last_work: float, *, max_runtime, idle_timeout, watch) -> str | None:
+    now = time.monotonic()
+    if watch.event.is_set():
+        return "cancelled"
+    if max_runtime is not None and now - started >= max_runtime:
+        return "max_runtime"
+    if idle_timeout is not None and now - last_work >= idle_timeout:
+        return "idle_timeout"
+    return None
+
+
+@flow(name="ferry-stream-export", log_prints=False)
+@described
+def stream_export(
+    source_dir: Url,
+    destination: Url,
+    *,
+    destination_options: StorageOptions = None,
+    include: Globs = None,
+    exclude: Globs = None,
+    settle_seconds: float = 1.0,
+    batch_seconds: float = 0.5,
+    max_runtime: float | None = None,
+    idle_timeout: float | None = None,
+    watch: bool = True,
+    bandwidth_mbps: Bandwidth = None,
+    concurrency: Concurrency = 32,
+    retries: Retries = 5,
+    report_dir: ReportDirOption = None,
+) -> TaskResult:
+    """Watch a directory and export each new or changed file once it is complete (closed after
+    writing, or renamed into place; without inotify: unchanged for settle_seconds), in small
+    batches, with batch export's rules, metadata and manifest rows. Files handed over with
+    `ferry stream submit` go at once. Runs until cancelled, max_runtime seconds, or idle_timeout
+    seconds without work. watch=False: export only what is submitted."""
+    started = time.monotonic()
+    directory, bucket = transfer_endpoints(
+        "export", source_dir, destination, None, destination_options
+    )
+    task_id = str(flow_run.get_id() or "local")
+    job = Job(
+        task_id=task_id,
+        direction="export",
+        directory=directory,
+        bucket=bucket,
+        overwrite="always",
+        bandwidth_mbps=bandwidth_mbps,
+        concurrency=concurrency,
+        retries=retries,
+    )
+    report = ReportDir(report_dir or default_report_dir(), task_id)
+    rolling = _Rolling(job, report, "ferry stream-export")
+    selected = Filter(include, exclude)
+    pending = Pending(settle_seconds)
+    watcher = Watcher(directory.root, pending) if watch else None
+    inbox = _Inbox(task_id)
+    rolling.publish()  # the manifest exists (empty) once the watcher is watching
+    last_work = time.monotonic()
+    with cancel.Watch(task_id) as stop:
+        try:
+            while True:
+                reason = _until(
+                    started,
+                    last_work,
+                    max_runtime=max_runtime,
+                    idle_timeout=idle_timeout,
+                    watch=stop,
+                )
+                if reason:
+                    break
+                if watcher is not None:
+                    watcher.poll(batch_seconds)
+                else:
+                    time.sleep(batch_seconds)
+                paths = sorted(set(pending.ready()) | set(inbox.drain()))
+                entries = _entries(directory.root, paths)
+                if entries:
+                    rolling.apply(
+                        plan_export(
+                            entries, [], prefix=bucket.prefix, overwrite="always", selected=selected
+                        )
+                    )
+                    last_work = time.monotonic()
+        finally:
+            inbox.close()
+            if watcher is not None:
+                watcher.close()
+            task_limits.release(task_id)
+    result = rolling.publish()
+    if reason == "cancelled":
+        return Cancelled(message=f"cancelled; manifest: {result.manifest}", data=result)
+    return result
+
+
+def _entries(root: str, paths: list[str]) -> list[Entry]:
+    """Listing entries for these paths (below root only; gone ones dropped)."""
+    import stat
+
+    from tasks.listing import _kind
+
+    found = []
+    root_prefix = root.rstrip("/") + "/"
+    for path in paths:
+        if not path.startswith(root_prefix):
+            continue
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            continue
+        kind = _kind(st.st_mode)
+        found.append(
+            Entry(
+                path=path[len(root_prefix) :],
+                kind=kind,
+                size=st.st_size if kind == "file" else 0,
+                mtime_ns=st.st_mtime_ns,
+                link_target=os.readlink(path) if kind == "symlink" else None,
+            )
+        )
+    return found
+
+
+@flow(name="ferry-stream-import", log_prints=False)
+@described
+def stream_import(
+    source: Url,
+    destination_dir: Url,
+    *,
+    source_options: StorageOptions = None,
+    include: Globs = None,
+    exclude: Globs = None,
+    interval_seconds: float = 5.0,
+    max_runtime: float | None = None,
+    idle_timeout: float | None = None,
+    bandwidth_mbps: Bandwidth = None,
+    concurrency: Concurrency = 32,
+    retries: Retries = 5,
+    report_dir: ReportDirOption = None,
+) -> TaskResult:
+    """Poll a bucket prefix every interval_seconds and preload new or changed objects into the
+    directory, with batch import's rules. Runs until cancelled, max_runtime seconds, or
+    idle_timeout seconds without anything new."""
+    started = time.monotonic()
+    directory, bucket = transfer_endpoints("import", source, destination_dir, source_options, None)
+    task_id = str(flow_run.get_id() or "local")
+    job = Job(
+        task_id=task_id,
+        direction="import",
+        directory=directory,
+        bucket=bucket,
+        bandwidth_mbps=bandwidth_mbps,
+        concurrency=concurrency,
+        retries=retries,
+    )
+    report = ReportDir(report_dir or default_report_dir(), task_id)
+    rolling = _Rolling(job, report, "ferry stream-import")
+    selected = Filter(include, exclude)
+    os.makedirs(directory.root, exist_ok=True)
+    rolling.publish()  # the manifest exists (empty) from the start
+    reported: set[tuple[str, str | None]] = set()  # rejected keys, reported once
+    last_work = time.monotonic()
+    with cancel.Watch(task_id) as stop:
+        try:
+            while True:
+                items = plan_import(
+                    list_bucket(bucket),
+                    list_directory(directory, must_exist=False, read_state=True),
+                    selected=selected,
+                )
+                todo = [i for i in items if i.action != "skip" and (i.path, i.etag) not in reported]
+                reported.update((i.path, i.etag) for i in todo if i.action == "reject")
+                if todo:
+                    rolling.apply(todo)
+                    last_work = time.monotonic()
+                reason = _until(
+                    started,
+                    last_work,
+                    max_runtime=max_runtime,
+                    idle_timeout=idle_timeout,
+                    watch=stop,
+                )
+                if reason:
+                    break
+                stop.event.wait(interval_seconds)
+        finally:
+            task_limits.release(task_id)
+    result = rolling.publish()
+    if reason == "cancelled":
+        return Cancelled(message=f"cancelled; manifest: {result.manifest}", data=result)
+    return result

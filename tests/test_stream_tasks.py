@@ -1,0 +1,167 @@
+"""Stream tasks: files written while a stream export runs, objects added while a stream import
+runs, hand-over of files, and cancellation."""
+
+from __future__ import annotations
+
+import glob
+import os
+import threading
+import time
+
+import pandas as pd
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.states import Cancelling
+
+from flows.stream_tasks import stream_export, stream_import, submit_files
+
+pytestmark = pytest.mark.usefixtures("prefect_api")
+
+
+def start(target, **kwargs):
+    """Run a stream flow in a thread; return (thread, outcome list, task id once running)."""
+    outcome = []
+
+    def run():
+        try:
+            outcome.append(target(**kwargs))
+        except BaseException as exc:  # noqa: BLE001 - the test looks at it
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        found = glob.glob(os.path.join(kwargs["report_dir"], "*", "manifest.parquet"))
+        if found:
+            return thread, outcome, os.path.basename(os.path.dirname(found[0]))
+        time.sleep(0.1)
+    raise AssertionError("the stream task did not start")
+
+
+def rows(report_dir) -> pd.DataFrame:
+    return pd.read_parquet(glob.glob(os.path.join(report_dir, "*", "manifest.parquet"))[0])
+
+
+def test_stream_export_sends_each_completed_file_once(tmp_path, bucket, s3_client):
+    src = tmp_path / "src"
+    src.mkdir()
+    reports = str(tmp_path / "r")
+    thread, outcome, _ = start(
+        stream_export,
+        source_dir=str(src),
+        destination=f"s3://{bucket}/ckpt",
+        settle_seconds=0.3,
+        idle_timeout=4,
+        report_dir=reports,
+    )
+    (src / "sub").mkdir()
+    for i in range(5):
+        path = src / ("sub" if i % 2 else "") / f"step-{i}.pt"
+        path.write_bytes(os.urandom(1000 + i))
+        os.utime(path, ns=(1_700_000_000_000_000_000 + i,) * 2)
+        time.sleep(0.2)
+    # the checkpoint pattern: write a temporary, rename it into place
+    (src / "latest.tmp").write_bytes(b"final checkpoint")
+    os.rename(src / "latest.tmp", src / "latest")
+    # a file still being written is not exported until it is complete
+    with open(src / "slow.bin", "wb") as f:
+        f.write(b"a" * 1000)
+        f.flush()
+        time.sleep(1.5)
+        f.write(b"b" * 1000)
+    thread.join(timeout=120)
+    assert outcome and outcome[0].ok
+    keys = sorted(o["Key"] for o in s3_client.list_objects_v2(Bucket=bucket)["Contents"])
+    assert keys == [
+        "ckpt/latest",
+        "ckpt/slow.bin",
+        "ckpt/step-0.pt",
+        "ckpt/step-2.pt",
+        "ckpt/step-4.pt",
+        "ckpt/sub/step-1.pt",
+        "ckpt/sub/step-3.pt",
+    ]
+    assert s3_client.get_object(Bucket=bucket, Key="ckpt/slow.bin")["Body"].read() == (
+        b"a" * 1000 + b"b" * 1000
+    )
+    head = s3_client.head_object(Bucket=bucket, Key="ckpt/sub/step-3.pt")
+    assert head["Metadata"]["mtime"] == "1700000000.000000003"
+    manifest = rows(reports)
+    assert manifest["path"].value_counts().max() == 1  # each file exactly once
+    assert set(manifest["status"]) == {"ok"}
+
+
+def test_submitted_files_go_even_without_the_watcher(tmp_path, bucket, s3_client):
+    src = tmp_path / "src"
+    src.mkdir()
+    reports = str(tmp_path / "r")
+    thread, outcome, task_id = start(
+        stream_export,
+        source_dir=str(src),
+        destination=f"s3://{bucket}/sub",
+        watch=False,
+        idle_timeout=5,
+        report_dir=reports,
+    )
+    (src / "handed.pt").write_bytes(b"handed over")
+    submit_files(task_id, [str(src / "handed.pt")])
+    thread.join(timeout=120)
+    assert outcome[0].counts["ok"] == 1
+    assert s3_client.get_object(Bucket=bucket, Key="sub/handed.pt")["Body"].read() == b"handed over"
+
+
+def test_cancelling_finishes_in_flight_files_and_leaves_no_partial_upload(
+    tmp_path, bucket, s3_client
+):
+    src = tmp_path / "src"
+    src.mkdir()
+    reports = str(tmp_path / "r")
+    thread, outcome, task_id = start(
+        stream_export,
+        source_dir=str(src),
+        destination=f"s3://{bucket}/c",
+        settle_seconds=0.2,
+        bandwidth_mbps=10,
+        report_dir=reports,
+    )
+    (src / "big.bin").write_bytes(os.urandom(40 * 2**20))  # about 4 s at 10 MB/s
+    time.sleep(1.5)
+    with get_client(sync_client=True) as client:
+        from uuid import UUID
+
+        client.set_flow_run_state(UUID(task_id), Cancelling(), force=True)
+    thread.join(timeout=120)
+    assert not thread.is_alive()
+    assert s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    objects = s3_client.list_objects_v2(Bucket=bucket).get("Contents", [])
+    assert all(o["Size"] == 40 * 2**20 for o in objects)  # complete, or not there at all
+    with get_client(sync_client=True) as client:
+        from uuid import UUID
+
+        assert client.read_flow_run(UUID(task_id)).state.type.value == "CANCELLED"
+    assert set(rows(reports)["status"]) <= {"ok"}
+
+
+def test_stream_import_picks_up_objects_added_after_it_started(tmp_path, bucket, s3_client):
+    s3_client.put_object(Bucket=bucket, Key="feed/first", Body=b"1")
+    reports = str(tmp_path / "r")
+    dest = tmp_path / "dest"
+    thread, outcome, _ = start(
+        stream_import,
+        source=f"s3://{bucket}/feed",
+        destination_dir=str(dest),
+        interval_seconds=0.5,
+        idle_timeout=4,
+        report_dir=reports,
+    )
+    time.sleep(1.0)
+    s3_client.put_object(Bucket=bucket, Key="feed/later/second", Body=b"2")
+    s3_client.put_object(Bucket=bucket, Key="feed/../evil", Body=b"x")
+    thread.join(timeout=120)
+    assert (dest / "first").read_bytes() == b"1"
+    assert (dest / "later" / "second").read_bytes() == b"2"
+    manifest = rows(reports)
+    assert manifest["path"].value_counts().max() == 1
+    assert outcome[0].counts["rejected"] == 1 and outcome[0].counts["ok"] == 2
+    assert not [n for n in os.listdir(dest) if n.startswith(".ferry-")]
