@@ -255,16 +255,37 @@ def _add_stream_commands(commands) -> None:
     p.add_argument("--add-prefix", action="append", default=[])
     p.add_argument("--bandwidth-mbps", type=_positive_float)
     p.add_argument("--description")
-    p = verbs.add_parser("run", help="start a batch task on the stream's settings")
+    p = verbs.add_parser(
+        "run",
+        help="start a task on the stream's settings: a batch import or "
+        "export, or a stream-import / stream-export that runs until stopped",
+    )
     p.add_argument("name")
-    p.add_argument("job", choices=["import", "export"])
+    p.add_argument("job", choices=["import", "export", "stream-import", "stream-export"])
+    p.add_argument(
+        "--max-runtime",
+        type=_positive_float,
+        metavar="SECONDS",
+        help="stream tasks: stop after this long",
+    )
+    p.add_argument(
+        "--idle-timeout",
+        type=_positive_float,
+        metavar="SECONDS",
+        help="stream tasks: stop after this long with nothing to do",
+    )
     p.add_argument("--report-dir")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p = verbs.add_parser("submit", help="hand files to a running stream export (TASK is its id)")
+    p.add_argument("task")
+    p.add_argument("paths", nargs="+", metavar="PATH")
     for sub_parser in verbs.choices.values():
         sub_parser.add_argument("-v", "--verbose", action="store_true", help="show Prefect's log")
 
 
 def _stream_command(args: argparse.Namespace) -> int:
+    from tasks.errors import UsageError
+
     console = Console()
     console.waiting_for_prefect()
     from deployments import streams
@@ -309,6 +330,17 @@ def _stream_command(args: argparse.Namespace) -> int:
             description=args.description,
         )
         console.out.print(f"modified data stream {args.name}")
+    elif args.verb == "submit":
+        from flows.stream_tasks import submit_files
+
+        missing = [p for p in args.paths if not os.path.exists(p)]
+        if missing:
+            raise UsageError("no such file", where=", ".join(missing))
+        try:
+            submit_files(args.task, args.paths)
+        except ValueError:
+            raise UsageError("TASK is the stream task's id (a UUID)", where=args.task) from None
+        console.out.print(f"submitted {len(args.paths)} files to {args.task}")
     elif args.verb in ("stop", "enable", "delete"):
         getattr(streams, f"{args.verb}_stream")(args.name)
         console.out.print(f"{args.verb}: data stream {args.name}")
@@ -317,7 +349,13 @@ def _stream_command(args: argparse.Namespace) -> int:
 
         result = console.run(
             f"{args.name} {args.job}",
-            lambda: stream_task(args.name, args.job, report_dir=args.report_dir),
+            lambda: stream_task(
+                args.name,
+                args.job,
+                report_dir=args.report_dir,
+                max_runtime=args.max_runtime,
+                idle_timeout=args.idle_timeout,
+            ),
         )
         console.summary(result, as_json=args.json)
         return result.exit_code

@@ -152,6 +152,16 @@ class _Rolling:
         )
 
 
+def _announce(task_id: str, root: str) -> None:
+    """Tell whoever started it how to hand files over (stderr, so JSON output stays clean)."""
+    import sys
+
+    sys.stderr.write(
+        f"ferry: stream export {task_id} is watching {root}; hand files over "
+        f"with: ferry stream submit {task_id} PATH...\n"
+    )
+
+
 def _until(started: float, last_work: float, *, max_runtime, idle_timeout, watch) -> str | None:
     now = time.monotonic()
     if watch.event.is_set():
@@ -209,6 +219,7 @@ def stream_export(
     watcher = Watcher(directory.root, pending) if watch else None
     inbox = _Inbox(task_id)
     rolling.publish()  # the manifest exists (empty) once the watcher is watching
+    _announce(task_id, directory.root)
     last_work = time.monotonic()
     with cancel.Watch(task_id) as stop:
         try:

@@ -19,7 +19,7 @@ from flows.result import TaskResult
 from flows.transfer import run_transfer
 from tasks.partition import DEFAULT_BYTES, DEFAULT_FILES
 
-Job = Literal["import", "export"]
+Job = Literal["import", "export", "stream-import", "stream-export"]
 
 
 def stream_tag(name: str) -> str:
@@ -62,6 +62,28 @@ def stream_options(stream, job: str, *, auto_update: bool, report_dir: str | Non
     }
 
 
+def _stream_task(settings, job: str, max_runtime, idle_timeout, report_dir):
+    """Runs in this flow run (so its id is the one `ferry stream submit` takes)."""
+    from flows.stream_tasks import stream_export, stream_import
+
+    common = {
+        "bandwidth_mbps": settings.bandwidth_mbps,
+        "max_runtime": max_runtime,
+        "idle_timeout": idle_timeout,
+        "report_dir": report_dir,
+    }
+    if job == "stream-export":
+        return stream_export.fn(
+            settings.directory,
+            settings.bucket_url,
+            destination_options=settings.storage_options(),
+            **common,
+        )
+    return stream_import.fn(
+        settings.bucket_url, settings.directory, source_options=settings.storage_options(), **common
+    )
+
+
 @flow(name="ferry-stream-task", log_prints=False)
 @described
 def stream_task(
@@ -69,17 +91,23 @@ def stream_task(
     job: Job,
     *,
     auto_update: bool = False,
+    max_runtime: float | None = None,
+    idle_timeout: float | None = None,
     report_dir: ReportDirOption = None,
 ) -> TaskResult:
-    """A batch task on a data stream: import (bucket prefix → directory) or export (directory →
-    bucket prefix) with the stream's credentials, endpoint and bandwidth. With auto_update, import
-    only the stream's auto-update prefixes (what its schedule runs)."""
+    """A task on a data stream, with the stream's credentials, endpoint and bandwidth: a batch
+    import (bucket prefix → directory) or export (directory → bucket prefix), at most four at once
+    per stream; or a stream task, stream-export / stream-import, which runs until stopped,
+    max_runtime or idle_timeout (seconds) and does not count against the four. With auto_update,
+    a batch import takes only the stream's auto-update prefixes (what its schedule runs)."""
     from deployments.streams import StreamError, limit_name, load
 
     settings = load(stream)
     if settings.state != "enabled":
         raise StreamError("the stream is stopped; `ferry stream enable` it first", where=stream)
     _tag_this_run(stream)
+    if job.startswith("stream-"):
+        return _stream_task(settings, job, max_runtime, idle_timeout, report_dir)
     options = stream_options(settings, job, auto_update=auto_update, report_dir=report_dir)
     with concurrency(limit_name(stream), occupy=1, strict=True):
         if job == "import":

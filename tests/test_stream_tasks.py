@@ -165,3 +165,43 @@ def test_stream_import_picks_up_objects_added_after_it_started(tmp_path, bucket,
     assert manifest["path"].value_counts().max() == 1
     assert outcome[0].counts["rejected"] == 1 and outcome[0].counts["ok"] == 2
     assert not [n for n in os.listdir(dest) if n.startswith(".ferry-")]
+
+
+def test_a_data_stream_runs_stream_tasks_outside_its_four_batch_slots(tmp_path, s3_client):
+    import uuid
+
+    from deployments.streams import create_stream, limit_name
+    from flows.streams import stream_task
+
+    bucket = f"st-{uuid.uuid4().hex[:10]}"
+    s3_client.create_bucket(Bucket=bucket)
+    s3_client.put_bucket_tagging(
+        Bucket=bucket, Tagging={"TagSet": [{"Key": "ferry-dataflow", "Value": "true"}]}
+    )
+    name = f"st-{uuid.uuid4().hex[:8]}"
+    (tmp_path / "dir").mkdir()
+    create_stream(name, str(tmp_path / "dir"), f"s3://{bucket}/x")
+    with get_client(sync_client=True) as client:  # all four batch slots taken
+        from prefect.client.schemas.actions import GlobalConcurrencyLimitUpdate
+
+        client.update_global_concurrency_limit(
+            limit_name(name), GlobalConcurrencyLimitUpdate(limit=0)
+        )
+    reports = str(tmp_path / "r")
+    thread, outcome, task_id = start(
+        stream_task, stream=name, job="stream-export", idle_timeout=3, report_dir=reports
+    )
+    (tmp_path / "dir" / "ckpt").write_bytes(b"through the stream")
+    thread.join(timeout=120)
+    assert outcome[0].counts["ok"] == 1
+    assert s3_client.get_object(Bucket=bucket, Key="x/ckpt")["Body"].read() == b"through the stream"
+
+
+def test_cli_submit_refuses_missing_files_and_bad_ids(tmp_path, capsys):
+    from flows.cli import main
+
+    assert main(["stream", "submit", "not-a-uuid", str(tmp_path / "nope")]) == 2
+    assert "no such file" in capsys.readouterr().err
+    (tmp_path / "f").write_bytes(b"1")
+    assert main(["stream", "submit", "not-a-uuid", str(tmp_path / "f")]) == 2
+    assert "a UUID" in capsys.readouterr().err
