@@ -182,7 +182,7 @@ def stream_export(
     destination_options: StorageOptions = None,
     include: Globs = None,
     exclude: Globs = None,
-    settle_seconds: float = 1.0,
+    settle_seconds: float = 0.5,
     batch_seconds: float = 0.5,
     max_runtime: float | None = None,
     idle_timeout: float | None = None,
