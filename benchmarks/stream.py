@@ -67,14 +67,24 @@ def main() -> int:
         os.environ.update({**DEMO_CREDENTIALS, "AWS_ENDPOINT_URL": endpoint})
         boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="stream")
         outcome = []
-        runner = threading.Thread(target=lambda: outcome.append(stream_export(
-            watched, "s3://stream/ckpt", settle_seconds=args.settle, idle_timeout=10,
-            report_dir=reports)))
+        runner = threading.Thread(
+            target=lambda: outcome.append(
+                stream_export(
+                    watched,
+                    "s3://stream/ckpt",
+                    settle_seconds=args.settle,
+                    idle_timeout=10,
+                    report_dir=reports,
+                )
+            )
+        )
         runner.start()
         while not glob.glob(os.path.join(reports, "*", "manifest.parquet")):
             time.sleep(0.1)
-        print(f"Writing {args.files} files ({sum(plan) / 1e9:.1f} GB) at {args.rate:g} files/s",
-              flush=True)
+        print(
+            f"Writing {args.files} files ({sum(plan) / 1e9:.1f} GB) at {args.rate:g} files/s",
+            flush=True,
+        )
         started = time.time()
         for i, size in enumerate(plan):
             due = started + i / args.rate
@@ -92,17 +102,24 @@ def main() -> int:
     manifest = pd.read_parquet(glob.glob(os.path.join(reports, "*", "manifest.parquet"))[0])
     done = manifest[manifest["status"] == "ok"]
     delays = sorted(
-        row.finished_at.timestamp() - closed[row.path] for row in done.itertuples()
+        row.finished_at.timestamp() - closed[row.path]
+        for row in done.itertuples()
         if row.path in closed
     )
     span = max(r.finished_at.timestamp() for r in done.itertuples()) - started
     print()
-    print(f"files exported: {len(done)} of {args.files} (rows: {len(manifest)}, "
-          f"statuses: {dict(manifest['status'].value_counts())})")
-    print(f"delay from close to readable: median {statistics.median(delays):.2f} s, "
-          f"p95 {delays[int(0.95 * (len(delays) - 1))]:.2f} s, max {delays[-1]:.2f} s")
-    print(f"sustained: {done['bytes'].sum() / 1e6 / span:.1f} MB/s, {len(done) / span:.2f} files/s "
-          f"over {span:.1f} s (offered {sum(plan) / 1e6 / (args.files / args.rate):.1f} MB/s)")
+    print(
+        f"files exported: {len(done)} of {args.files} (rows: {len(manifest)}, "
+        f"statuses: {dict(manifest['status'].value_counts())})"
+    )
+    print(
+        f"delay from close to readable: median {statistics.median(delays):.2f} s, "
+        f"p95 {delays[int(0.95 * (len(delays) - 1))]:.2f} s, max {delays[-1]:.2f} s"
+    )
+    print(
+        f"sustained: {done['bytes'].sum() / 1e6 / span:.1f} MB/s, {len(done) / span:.2f} files/s "
+        f"over {span:.1f} s (offered {sum(plan) / 1e6 / (args.files / args.rate):.1f} MB/s)"
+    )
     shutil.rmtree(work, ignore_errors=True)
     return 0 if len(done) == args.files else 1
 

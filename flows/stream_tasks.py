@@ -116,12 +116,12 @@ class _Rolling:
         decided = [i for i in items if i.action not in APPLY_ACTIONS]
         work = [i for i in items if i.action in APPLY_ACTIONS]
         if decided:
-            from flows.transfer import _planned_row
+            from tasks.job import decided_row
             from tasks.manifest import now
 
             self.report.write_part(
                 f"decided-{self.batches:05d}",
-                [_planned_row(self.job, i, final_status(i), i.reason, now()) for i in decided],
+                [decided_row(self.job, i, final_status(i), i.reason, now()) for i in decided],
             )
         if work:
             apply_partition(self.job, Partition(self.batches, tuple(work)), self.report)
@@ -261,7 +261,7 @@ def _entries(root: str, paths: list[str]) -> list[Entry]:
     """Listing entries for these paths (below root only; gone ones dropped)."""
     import stat
 
-    from tasks.listing import _kind
+    from tasks.listing import kind_of
 
     found = []
     root_prefix = root.rstrip("/") + "/"
@@ -274,7 +274,7 @@ def _entries(root: str, paths: list[str]) -> list[Entry]:
             continue
         if stat.S_ISDIR(st.st_mode):
             continue
-        kind = _kind(st.st_mode)
+        kind = kind_of(st.st_mode)
         found.append(
             Entry(
                 path=path[len(root_prefix) :],

@@ -36,7 +36,7 @@ from tasks import cancel, progress
 from tasks import limits as task_limits
 from tasks.endpoints import Directory, transfer_endpoints
 from tasks.errors import DestinationUnusable
-from tasks.job import Job, Outcome, row
+from tasks.job import Job, decided_row
 from tasks.listing import Filter
 from tasks.manifest import ReportDir, default_report_dir, now
 from tasks.partition import DEFAULT_BYTES, DEFAULT_FILES, partition
@@ -91,10 +91,10 @@ def run_transfer(direction: str, source: str, destination: str, **options: Any) 
     work = [i for i in items if i.action in APPLY_ACTIONS]
     decided = [i for i in items if i.action not in APPLY_ACTIONS]
     stamp = now()
-    planned_rows = [_planned_row(job, i, final_status(i), i.reason, stamp) for i in decided]
+    planned_rows = [decided_row(job, i, final_status(i), i.reason, stamp) for i in decided]
     if job.dry_run:
         planned_rows += [
-            _planned_row(job, i, "skipped", f"dry run: would {i.action}", stamp) for i in work
+            decided_row(job, i, "skipped", f"dry run: would {i.action}", stamp) for i in work
         ]
         work = []
     if planned_rows:
@@ -141,8 +141,7 @@ def _apply_partitions(job: Job, parts, report: ReportDir, tracker) -> None:
         except Exception as exc:
             part = futures[future]
             rows = [
-                _planned_row(job, i, "failed", f"partition failed: {exc}", now())
-                for i in part.items
+                decided_row(job, i, "failed", f"partition failed: {exc}", now()) for i in part.items
             ]
             report.write_part(f"part-{part.index:05d}", rows)
         update_progress_artifact(tracker, progress=100.0 * done / len(parts))
@@ -155,18 +154,6 @@ def make_root(directory: Directory) -> None:
         raise DestinationUnusable(
             f"cannot create the destination directory ({exc.strerror})", where=directory.root
         ) from exc
-
-
-def _planned_row(job: Job, item, status: str, reason: str | None, stamp) -> dict:
-    return row(
-        job,
-        item,
-        Outcome(status, reason),
-        partition=-1,
-        attempts=0,
-        started_at=stamp,
-        finished_at=stamp,
-    )
 
 
 @flow(name="ferry-export", log_prints=False)

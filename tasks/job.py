@@ -87,3 +87,17 @@ def row(
         "finished_at": finished_at,
         "partition": partition,
     }
+
+
+def decided_row(job: Job, item, status: str, reason: str | None, stamp: datetime) -> dict:
+    """The row of an entry settled without copying (skipped, rejected, or failed as a whole
+    partition): no attempt, no partition."""
+    return row(
+        job,
+        item,
+        Outcome(status, reason),
+        partition=-1,
+        attempts=0,
+        started_at=stamp,
+        finished_at=stamp,
+    )

@@ -60,7 +60,7 @@ class Filter:
         return not any(self._match(path, p) for p in self.exclude)
 
 
-def _kind(mode: int) -> str:
+def kind_of(mode: int) -> str:
     if stat.S_ISLNK(mode):
         return "symlink"
     if stat.S_ISDIR(mode):
@@ -103,7 +103,7 @@ def list_directory(
                 st = child.stat(follow_symlinks=False)
             except FileNotFoundError:
                 continue  # gone between readdir and stat: it is not part of the tree
-            kind = _kind(st.st_mode)
+            kind = kind_of(st.st_mode)
             if kind == "dir":
                 stack.append((relative, child.path))
                 continue
