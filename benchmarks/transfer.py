@@ -125,28 +125,21 @@ def timed(command: list[str], env: dict) -> float:
     return seconds
 
 
-def warm_up(work: str, export_data, import_data) -> None:
-    """One small export and import, untimed, through every code path (a small file, and one
-    large enough for parts and ranges): loads what ferry's first run in a process loads (S3
-    client and service model, Prefect's flow and task registration, worker threads). The peers'
-    times include their own process start instead."""
+def warm_up(work: str, endpoint: str, export_data, import_data) -> None:
+    """One small export and import on the benchmark's server, untimed, through every code path
+    (a small file, and one large enough for parts and ranges): loads what ferry's first run in a
+    process loads (S3 client and service model, Prefect's flow and task registration, worker
+    threads). The peers' times include their own process start instead."""
     src = os.path.join(work, "warm-up", "src")
     os.makedirs(src)
     with open(os.path.join(src, "f"), "wb") as f:
         f.write(b"warm")
     with open(os.path.join(src, "large"), "wb") as f:
         f.write(os.urandom(40 * MiB))
-    with local_s3() as endpoint:
-        saved = os.environ.get("AWS_ENDPOINT_URL")
-        os.environ.update({**DEMO_CREDENTIALS, "AWS_ENDPOINT_URL": endpoint})
-        boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="warm-up")
-        reports = os.path.join(work, "warm-up", "reports")
-        export_data(src, "s3://warm-up/x", report_dir=reports)
-        import_data("s3://warm-up/x", os.path.join(work, "warm-up", "dst"), report_dir=reports)
-        if saved is None:
-            os.environ.pop("AWS_ENDPOINT_URL")
-        else:
-            os.environ["AWS_ENDPOINT_URL"] = saved
+    fresh_bucket(endpoint, boto3.client("s3", endpoint_url=endpoint), "warm-up")
+    reports = os.path.join(work, "warm-up", "reports")
+    export_data(src, "s3://warm-up/x", report_dir=reports)
+    import_data("s3://warm-up/x", os.path.join(work, "warm-up", "dst"), report_dir=reports)
     shutil.rmtree(os.path.join(work, "warm-up"))
 
 
@@ -183,7 +176,6 @@ def main() -> int:
     from flows import export_data, import_data
 
     work = args.workdir or tempfile.mkdtemp(prefix="ferry-bench-")
-    warm_up(work, export_data, import_data)
     cases = [
         ("small", args.small_files, args.small_size),
         ("large", args.large_files, args.large_size),
@@ -203,6 +195,7 @@ def main() -> int:
         }
         os.environ.update({k: env[k] for k in (*DEMO_CREDENTIALS, "AWS_ENDPOINT_URL")})
         s3 = boto3.client("s3", endpoint_url=endpoint)
+        warm_up(work, endpoint, export_data, import_data)
         rclone_base = ["--transfers", "32", "--checkers", "32", "--config", os.devnull, "-q"]
         aws_flags = ["--endpoint-url", endpoint, "--only-show-errors"]
         for case, count, size in cases:
