@@ -110,6 +110,35 @@ CheckTags = Annotated[
     ),
 ]
 
+SettleSeconds = Annotated[
+    float,
+    Field(
+        ge=0,
+        description="Seconds a file must stay unchanged after it is closed or renamed "
+        "into place before it is exported (a `x.tmp` renamed meanwhile is never taken).",
+    ),
+]
+BatchSeconds = Annotated[
+    float, Field(gt=0, description="How often ready files are gathered into a batch, seconds.")
+]
+IntervalSeconds = Annotated[
+    float, Field(gt=0, description="Seconds between two looks at the bucket prefix.")
+]
+MaxRuntime = Annotated[
+    float | None, Field(gt=0, description="Stop after this many seconds. Default: never.")
+]
+IdleTimeout = Annotated[
+    float | None,
+    Field(gt=0, description="Stop after this many seconds with nothing to do. Default: never."),
+]
+WatchFiles = Annotated[
+    bool,
+    Field(
+        description="Watch the directory; off: export only the files handed over with "
+        "`ferry stream submit`."
+    ),
+]
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 

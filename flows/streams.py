@@ -14,7 +14,7 @@ from prefect.client.orchestration import get_client
 from prefect.concurrency.sync import concurrency
 from prefect.runtime import flow_run
 
-from flows.options import ReportDirOption, described
+from flows.options import IdleTimeout, MaxRuntime, ReportDirOption, described
 from flows.result import TaskResult
 from flows.transfer import run_transfer
 from tasks.partition import DEFAULT_BYTES, DEFAULT_FILES
@@ -91,8 +91,8 @@ def stream_task(
     job: Job,
     *,
     auto_update: bool = False,
-    max_runtime: float | None = None,
-    idle_timeout: float | None = None,
+    max_runtime: MaxRuntime = None,
+    idle_timeout: IdleTimeout = None,
     report_dir: ReportDirOption = None,
 ) -> TaskResult:
     """A task on a data stream, with the stream's credentials, endpoint and bandwidth: a batch
