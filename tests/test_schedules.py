@@ -60,9 +60,18 @@ def prefect_server(tmp_path_factory):
                 time.sleep(0.5)
         yield api, {**env, "PREFECT_API_URL": api}
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        stop(server)
         log.close()
+
+
+def stop(process: subprocess.Popen) -> None:
+    """Terminate, and kill what does not stop in time (a server draining connections)."""
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def test_a_scheduled_import_runs_on_a_real_server(prefect_server, tmp_path, s3_endpoint, s3_client):
@@ -102,7 +111,6 @@ def test_a_scheduled_import_runs_on_a_real_server(prefect_server, tmp_path, s3_e
             assert serve.poll() is None, "ferry serve exited"
             time.sleep(1)
     finally:
-        serve.terminate()
-        serve.wait(timeout=60)
+        stop(serve)
     assert (target / "new" / "a.txt").read_bytes() == b"scheduled"
     assert not (target / "old").exists()  # only the auto-update prefixes are imported
