@@ -23,6 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import fsspec  # noqa: E402
 
+from flows.local_api import prefect_defaults, start_local_api  # noqa: E402
 from flows.local_s3 import DEMO_CREDENTIALS, local_s3  # noqa: E402
 from tasks.endpoints import parse_endpoint  # noqa: E402
 
@@ -69,13 +70,9 @@ def main() -> int:
     parser.add_argument("--files", type=int, default=10_000, help="files in the renamed directory")
     parser.add_argument("--keys", type=int, default=100_000, help="keys in the converted bucket")
     args = parser.parse_args()
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
-    from prefect.server.api.server import SubprocessASGIServer
-
+    prefect_defaults("WARNING")
     print("Starting Prefect's temporary local API (not timed)...", flush=True)
-    SubprocessASGIServer().start(timeout=180)
+    start_local_api()
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 

@@ -29,6 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import boto3  # noqa: E402
 
+from flows.local_api import prefect_defaults, start_local_api  # noqa: E402
 from flows.local_s3 import DEMO_CREDENTIALS, local_s3  # noqa: E402
 
 MiB = 2**20
@@ -45,13 +46,9 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=2.0, help="files closed per second")
     parser.add_argument("--settle", type=float, default=0.5, help="stream_export settle_seconds")
     args = parser.parse_args()
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
-    from prefect.server.api.server import SubprocessASGIServer
-
+    prefect_defaults("WARNING")
     print("Starting Prefect's temporary local API (not timed)...", flush=True)
-    SubprocessASGIServer().start(timeout=180)
+    start_local_api()
     import pandas as pd
 
     from flows.stream_tasks import stream_export

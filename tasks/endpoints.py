@@ -21,9 +21,6 @@ from tasks.errors import UsageError
 OBJECT_PROTOCOLS = ("s3", "s3a")
 LOCAL_PROTOCOLS = ("", "file", "local")
 
-#: Options that are secrets: never shown.
-SECRET_OPTIONS = frozenset({"key", "secret", "token", "password", "aws_secret_access_key"})
-
 
 @dataclass(frozen=True)
 class Directory:
@@ -134,11 +131,6 @@ def parse_endpoint(url: str, options: dict[str, Any] | None = None) -> Endpoint:
     raise UsageError(
         f"unsupported URL scheme {scheme!r}: use a directory path or s3://bucket/prefix", where=url
     )
-
-
-def redact(options: dict[str, Any] | None) -> dict[str, Any]:
-    """Options safe to show: secrets replaced by '***'."""
-    return {k: ("***" if k in SECRET_OPTIONS else v) for k, v in (options or {}).items()}
 
 
 def transfer_endpoints(

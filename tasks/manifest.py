@@ -54,10 +54,6 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-def ns_to_datetime(ns: int | None) -> datetime | None:
-    return None if ns is None else datetime.fromtimestamp(ns / 1e9, UTC)
-
-
 def table(rows: Iterable[Mapping[str, Any]]) -> pa.Table:
     """Rows (dicts; missing columns are null) as a table of the manifest schema."""
     rows = list(rows)
@@ -116,10 +112,6 @@ class ReportDir:
         with self.fs.open(path, "w") as f:
             json.dump(summary, f, indent=2, default=str)
         return path
-
-
-def local_report_dir(url: str) -> bool:
-    return "://" not in url or url.startswith("file://")
 
 
 def default_report_dir() -> str:

@@ -150,7 +150,3 @@ def _item(entry: Entry, action: str, reason: str | None = None) -> Item:
 
 def final_status(item: Item) -> str:
     return {"skip": "skipped", "reject": "rejected"}[item.action]
-
-
-def with_action(item: Item, action: str, reason: str | None = None) -> Item:
-    return replace(item, action=action, reason=reason)

@@ -8,10 +8,10 @@ import uuid
 import boto3
 import pytest
 
+from flows.local_api import prefect_defaults
 from flows.local_s3 import DEMO_CREDENTIALS, local_s3
 
-os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+prefect_defaults()
 # No test may look for credentials on a cloud metadata address.
 os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
 
