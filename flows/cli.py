@@ -517,7 +517,7 @@ class Console:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    _quiet_prefect(args.verbose)
+    _quiet_prefect(args.verbose or args.command == "serve")  # a service's log is its output
     from tasks.errors import FerryError
 
     try:

@@ -9,7 +9,9 @@ import sys
 import time
 import urllib.request
 import uuid
+from pathlib import Path
 
+import httpx
 import pytest
 
 from flows.local_s3 import DEMO_CREDENTIALS, free_port
@@ -47,7 +49,7 @@ def prefect_server(tmp_path_factory):
     )
     api = f"http://127.0.0.1:{port}/api"
     try:
-        deadline = time.monotonic() + 180
+        deadline = time.monotonic() + 600  # minutes on a loaded machine; seconds on an idle one
         while True:
             try:
                 with urllib.request.urlopen(f"{api}/health", timeout=2):
@@ -64,24 +66,81 @@ def prefect_server(tmp_path_factory):
         log.close()
 
 
-def stop(process: subprocess.Popen) -> None:
-    """Terminate, and kill what does not stop in time (a server draining connections)."""
+def stop(process: subprocess.Popen, timeout: float = 120) -> bool:
+    """Terminate; kill what does not stop in time (a server draining connections). True when the
+    process stopped on the SIGTERM."""
     process.terminate()
     try:
-        process.wait(timeout=30)
+        process.wait(timeout=timeout)
+        return True
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+        return False
+
+
+def processes_with(marker: str) -> list[str]:
+    """Command lines of the live processes whose environment carries this marker: everything a
+    test started, however it detached (Prefect starts flow runs in sessions of their own)."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                if marker.encode() not in f.read().split(b"\0"):
+                    continue
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                found.append(f"{pid}: " + f.read().replace(b"\0", b" ").decode(errors="replace"))
+        except OSError:  # gone, or a zombie
+            continue
+    return found
+
+
+def runs_of(api: str, deployment: str) -> list[dict]:
+    """The deployment's flow runs, as the API reports them, oldest first."""
+    response = httpx.post(
+        f"{api}/flow_runs/filter",
+        json={"deployments": {"name": {"any_": [deployment]}}, "sort": "EXPECTED_START_TIME_ASC"},
+        timeout=30,
+    )
+    response.raise_for_status()
+    return response.json()
+
+
+def describe(runs: list[dict], log: Path) -> str:
+    states = "\n".join(
+        f"  {r['name']}: {r['state']['name']} ({r['state'].get('message') or ''})" for r in runs
+    )
+    return f"runs:\n{states or '  none'}\nferry serve said:\n{log.read_text()[-4000:]}"
+
+
+def wait_for_a_finished_run(api, deployment, serve, log, seconds) -> dict:
+    """The first run of the deployment to reach a final state other than Cancelled (a run that
+    comes due while the previous one runs is cancelled by design). Fails, with every run's state
+    and serve's output, if serve exits or nothing finishes within the deadline."""
+    deadline = time.monotonic() + seconds
+    while True:
+        runs = runs_of(api, deployment)
+        finished = [r for r in runs if r["state"]["type"] in {"COMPLETED", "FAILED", "CRASHED"}]
+        if finished:
+            return finished[0]
+        if serve.poll() is not None:
+            pytest.fail("ferry serve exited\n" + describe(runs, log))
+        if time.monotonic() > deadline:
+            pytest.fail(f"no run finished within {seconds} s\n" + describe(runs, log))
+        time.sleep(2)
 
 
 def test_a_scheduled_import_runs_on_a_real_server(prefect_server, tmp_path, s3_endpoint, s3_client):
-    _, env = prefect_server
+    api, env = prefect_server
+    marker = f"FERRY_TEST_MARKER={uuid.uuid4().hex}"  # inherited by every process serve starts
     env = {
         **env,
         **DEMO_CREDENTIALS,
         "AWS_ENDPOINT_URL": s3_endpoint,
         "PREFECT_RUNNER_POLL_FREQUENCY": "2",
+        "PREFECT_LOGGING_LEVEL": "INFO",
         "FERRY_REPORT_DIR": str(tmp_path / "reports"),
+        "FERRY_TEST_MARKER": marker.partition("=")[2],
     }
     bucket = f"sched-{uuid.uuid4().hex[:10]}"
     s3_client.create_bucket(Bucket=bucket)
@@ -95,22 +154,52 @@ def test_a_scheduled_import_runs_on_a_real_server(prefect_server, tmp_path, s3_e
     create = (
         "from deployments.streams import create_stream; "
         f"create_stream('sched', {str(target)!r}, 's3://{bucket}/feed', auto_update=True, "
-        "refresh_minutes=0.05, prefixes=['/feed/new/'])"
+        "refresh_minutes=0.05, prefixes=['/feed/new/'], bandwidth_mbps=0.2)"
     )
-    subprocess.run([sys.executable, "-c", create], env=env, check=True, timeout=120)
-    serve = subprocess.Popen(
-        [sys.executable, "-m", "flows.cli", "serve"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        stdin=subprocess.DEVNULL,
-    )
+    subprocess.run([sys.executable, "-c", create], env=env, check=True, timeout=300)
+    log = tmp_path / "serve.log"
+    with open(log, "w") as out:
+        serve = subprocess.Popen(
+            [sys.executable, "-m", "flows.cli", "serve"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
     try:
-        deadline = time.monotonic() + 180
-        while not (target / "new" / "a.txt").exists() and time.monotonic() < deadline:
-            assert serve.poll() is None, "ferry serve exited"
-            time.sleep(1)
+        # generous: a loaded 2-core machine takes minutes to start serve and a flow-run process
+        run = wait_for_a_finished_run(api, "sched-auto-update", serve, log, seconds=900)
+        assert run["state"]["type"] == "COMPLETED", describe(runs_of(api, "sched-auto-update"), log)
+        assert (target / "new" / "a.txt").read_bytes() == b"scheduled"
+        assert not (target / "old").exists()  # only the auto-update prefixes are imported
+        # a run that came due while another ran was cancelled before it started a process
+        runs = runs_of(api, "sched-auto-update")
+        busy = [r for r in runs if r["state"]["type"] in {"RUNNING", "PENDING"}]
+        assert len(busy) <= 1, describe(runs, log)
+        # an import in flight when serve stops: 200 objects of 100 kB at the stream's 0.2 MB/s
+        # take 100 s
+        for i in range(200):
+            s3_client.put_object(Bucket=bucket, Key=f"feed/new/b{i:03d}", Body=b"x" * 100_000)
+        deadline = time.monotonic() + 900
+        while not list((target / "new").glob("b*")):
+            assert serve.poll() is None and time.monotonic() < deadline, describe(
+                runs_of(api, "sched-auto-update"), log
+            )
+            time.sleep(0.5)
+        in_flight = [
+            r["id"] for r in runs_of(api, "sched-auto-update") if r["state"]["type"] == "RUNNING"
+        ]
     finally:
-        stop(serve)
-    assert (target / "new" / "a.txt").read_bytes() == b"scheduled"
-    assert not (target / "old").exists()  # only the auto-update prefixes are imported
+        stopped = stop(serve)
+    assert stopped, "ferry serve did not stop on SIGTERM\n" + log.read_text()[-4000:]
+    assert len(in_flight) == 1, describe(runs_of(api, "sched-auto-update"), log)
+    # stopping serve ended the run it had in flight, as a final state the API shows
+    final = {r["id"]: r["state"]["type"] for r in runs_of(api, "sched-auto-update")}
+    assert final[in_flight[0]] in {"CANCELLED", "CRASHED"}, describe(
+        runs_of(api, "sched-auto-update"), log
+    )
+    # stopping serve ended the runs it started: nothing of this test is left running
+    deadline = time.monotonic() + 60
+    while (left := processes_with(marker)) and time.monotonic() < deadline:
+        time.sleep(1)
+    assert not left, f"left running after ferry serve stopped: {left}"
