@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Literal
 
 from tasks.endpoints import BucketPrefix, Directory
+from tasks.names import printable
 from tasks.plan import Direction, Overwrite
 
 Verify = Literal["size-mtime", "checksum", "none"]
@@ -70,9 +71,9 @@ def row(
     """One manifest row."""
     kind = "file" if item.kind == "object" else item.kind
     return {
-        "path": item.path,
-        "source": job.source(item.path, item.kind),
-        "destination": job.destination(item.path, item.kind),
+        "path": printable(item.path),
+        "source": printable(job.source(item.path, item.kind)),
+        "destination": printable(job.destination(item.path, item.kind)),
         "kind": kind,
         "size": outcome.size if outcome.size is not None else item.size,
         "mtime": outcome.mtime_ns if outcome.mtime_ns is not None else item.mtime_ns,

@@ -172,3 +172,27 @@ def test_a_file_that_vanishes_after_listing_is_a_failed_row(tmp_path, bucket, s3
     rows = {r["path"]: r for r in ReportDir(reports, "t-vanish").read_parts().to_pylist()}
     assert rows["gone"]["reason"].startswith("vanished")
     assert [o["Key"] for o in s3_client.list_objects_v2(Bucket=bucket)["Contents"]] == ["v/stays"]
+
+
+def test_a_name_that_is_not_utf8_is_a_rejected_row_and_the_rest_is_copied(
+    tmp_path, bucket, s3_client, reports
+):
+    import codecs
+
+    src = tmp_path / "src"
+    src.mkdir()
+    root = os.fsencode(src)
+    write(os.fsdecode(root + b"/caf\xe9.txt"), b"latin-1 name")  # a file
+    write(os.fsdecode(root + b"/d\xff\\x/inner.txt"), b"in a latin-1 directory")  # a directory
+    os.mkdir(root + b"/empty\xfe")  # an empty directory, which would become a marker
+    write(str(src / "fine.txt"), b"fine")
+    result = export_data(str(src), f"s3://{bucket}/u", report_dir=reports)
+    rows = manifest_rows(result)
+    rejected = {p: r for p, r in rows.items() if r["status"] == "rejected"}
+    assert set(rejected) == {"caf\\xe9.txt", "d\\xff\\\\x/inner.txt", "empty\\xfe"}
+    assert all("not valid UTF-8" in r["reason"] and "\\xNN" in r["reason"] for r in rejected.values())
+    # the escaped form gives the original bytes back
+    assert codecs.escape_decode("d\\xff\\\\x/inner.txt".encode())[0] == b"d\xff\\x/inner.txt"
+    assert rows["fine.txt"]["status"] == "ok"
+    assert set(bucket_objects(s3_client, bucket, "u/")) == {"u/fine.txt"}
+    assert not result.ok
