@@ -164,6 +164,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("source", metavar="SRC", help="s3://bucket/prefix")
     p.add_argument("destination", metavar="DST", help="directory to import into")
     _add_transfer_arguments(p)
+    p.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help="import even when nothing is stored under SRC (by default: exit 2)",
+    )
     p = commands.add_parser("verify", help="compare two trees (like rclone check)")
     p.add_argument("source", metavar="SRC")
     p.add_argument("destination", metavar="DST")
@@ -379,6 +384,8 @@ def flow_arguments(args: argparse.Namespace) -> dict[str, Any]:
             retries=args.retries,
             dry_run=args.dry_run,
         )
+    if args.command == "import":
+        kwargs["allow_empty"] = args.allow_empty
     return kwargs
 
 
@@ -396,7 +403,7 @@ def preflight(command: str, source: str, destination: str, kwargs: dict[str, Any
             command, source, destination, kwargs["source_options"], kwargs["destination_options"]
         )
         check_directory(directory, must_exist=command == "export")
-        check_bucket(bucket)
+        check_bucket(bucket, must_hold_objects=command == "import" and not kwargs["allow_empty"])
         return
     for url, options in (
         (source, kwargs["source_options"]),

@@ -77,6 +77,13 @@ ReportDirOption = Annotated[
         "./ferry-reports."
     ),
 ]
+AllowEmpty = Annotated[
+    bool,
+    Field(
+        description="Import even when nothing is stored under the source prefix (by default "
+        "that stops the task: a mistyped prefix is the commonest import mistake)."
+    ),
+]
 DryRun = Annotated[bool, Field(description="Plan and write the manifest, but copy nothing.")]
 Retries = Annotated[
     int,

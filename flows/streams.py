@@ -59,6 +59,8 @@ def stream_options(stream, job: str, *, auto_update: bool, report_dir: str | Non
         "report_dir": report_dir,
         "dry_run": False,
         "retries": 5,
+        # an auto-update prefix may still be empty; it fills later
+        "allow_empty": True,
     }
 
 

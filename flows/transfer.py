@@ -17,6 +17,7 @@ from prefect.runtime import flow_run
 from prefect.states import Cancelled
 
 from flows.options import (
+    AllowEmpty,
     Bandwidth,
     Concurrency,
     DryRun,
@@ -41,6 +42,7 @@ from tasks.listing import Filter
 from tasks.manifest import ReportDir, default_report_dir, now
 from tasks.partition import DEFAULT_BYTES, DEFAULT_FILES, partition
 from tasks.plan import APPLY_ACTIONS, final_status, plan_export, plan_import
+from tasks.preflight import empty_source
 from tasks.steps import apply_step, list_bucket_step, list_directory_step, report_step, verify_step
 
 
@@ -82,9 +84,10 @@ def run_transfer(direction: str, source: str, destination: str, **options: Any) 
     else:
         src_future = list_bucket_step.submit(bucket)
         dst_future = list_directory_step.submit(directory, must_exist=False, read_state=True)
-        items = plan_import(
-            src_future.result(), dst_future.result(), overwrite=job.overwrite, selected=selected
-        )
+        listed = src_future.result()
+        if not listed and not options.get("allow_empty", False):
+            raise empty_source(bucket)
+        items = plan_import(listed, dst_future.result(), overwrite=job.overwrite, selected=selected)
 
     if direction == "import" and not job.dry_run:
         make_root(directory)
@@ -200,6 +203,7 @@ def import_data(
     report_dir: ReportDirOption = None,
     dry_run: DryRun = False,
     retries: Retries = 5,
+    allow_empty: AllowEmpty = False,
 ) -> TaskResult:
     """Import a bucket prefix into a directory: objects become files (written under a temporary
     name, then renamed), mtimes come from object metadata, `dir/` markers become directories."""

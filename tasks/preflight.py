@@ -23,13 +23,23 @@ def check_directory(directory: Directory, *, must_exist: bool) -> None:
         raise DestinationUnusable("a file is in the way of the destination directory", where=parent)
 
 
-def check_bucket(prefix: BucketPrefix) -> None:
-    """The bucket exists and the credentials may list it."""
+def check_bucket(prefix: BucketPrefix, *, must_hold_objects: bool = False) -> None:
+    """The bucket exists and the credentials may list it; with `must_hold_objects`, something
+    is stored under the prefix (an import of an empty prefix is most often a mistyped one)."""
 
     async def probe(client):
-        await client.list_objects_v2(Bucket=prefix.bucket, Prefix=prefix.prefix, MaxKeys=1)
+        return await client.list_objects_v2(Bucket=prefix.bucket, Prefix=prefix.prefix, MaxKeys=1)
 
     try:
-        prefix.run(probe)
+        found = prefix.run(probe)
     except Exception as exc:
         raise task_error(exc, where=prefix.display) from exc
+    if must_hold_objects and not found.get("KeyCount"):
+        raise empty_source(prefix)
+
+
+def empty_source(prefix: BucketPrefix) -> SourceMissing:
+    return SourceMissing(
+        "no object under this prefix (mistyped? allow_empty / --allow-empty imports it anyway)",
+        where=prefix.display,
+    )

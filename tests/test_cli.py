@@ -265,3 +265,22 @@ def test_stream_commands(tmp_path, s3_client, capsys):
     assert main(["stream", "show", name]) == 2
     assert "no such data stream" in capsys.readouterr().err
     assert s3_client.get_object(Bucket=bucket, Key="x/f.txt")["Body"].read() == b"stream me"
+
+
+def test_importing_an_empty_prefix_exits_2_naming_it_unless_allowed(tmp_path, s3_endpoint, bucket):
+    dest = tmp_path / "d"
+    proc = ferry("import", f"s3://{bucket}/typo", str(dest))
+    assert_one_line_error(
+        proc, "no object under this prefix", f"s3://{bucket}/typo/", "--allow-empty"
+    )
+    assert not dest.exists()
+    proc = ferry(
+        "import",
+        f"s3://{bucket}/typo",
+        str(dest),
+        "--allow-empty",
+        "--report-dir",
+        str(tmp_path / "r"),
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "0 ok · 0 skipped · 0 rejected · 0 failed" in proc.stdout

@@ -184,3 +184,15 @@ def test_no_partial_file_ever_appears_under_its_final_name(tmp_path, bucket, s3_
     assert seen_sizes <= {len(data)}
     assert final.read_bytes() == data
     assert [n for n in os.listdir(final.parent) if n.startswith(".ferry-")] == []
+
+
+def test_import_of_an_empty_prefix_stops_unless_allowed(tmp_path, bucket, reports):
+    from tasks.errors import SourceMissing
+
+    with pytest.raises(SourceMissing, match="no object under this prefix"):
+        import_data(f"s3://{bucket}/nothing", str(tmp_path / "d"), report_dir=reports)
+    assert not (tmp_path / "d").exists()
+    result = import_data(
+        f"s3://{bucket}/nothing", str(tmp_path / "d"), report_dir=reports, allow_empty=True
+    )
+    assert result.ok and sum(result.counts.values()) == 0
