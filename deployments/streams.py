@@ -1,7 +1,8 @@
 """Data streams: stored links between a file-system directory and a bucket prefix.
 
 A stream is a Prefect block (`ferry-data-stream`), so it lives in the Prefect API next to the
-stream's deployments, and shows in the UI. Its credentials are a separate `Secret` block that the
+stream's deployments, and shows in the UI. Its credentials are a separate `ferry-s3-credentials`
+block (every field masked by Prefect) that the
 stream names: they never appear in a stream's settings, a flow parameter, a log or a manifest.
 Creating a stream also creates its global concurrency limit (four batch tasks at once).
 """
@@ -14,12 +15,12 @@ import re
 from typing import Any
 
 from prefect.blocks.core import Block
-from prefect.blocks.system import Secret
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from pydantic import Field
 
+from flows.credentials import S3Credentials, credential_options, save_credentials
 from tasks.endpoints import BucketPrefix, Directory, parse_endpoint
 from tasks.errors import FerryError, UsageError
 
@@ -49,8 +50,8 @@ class DataStream(Block):
     use_ssl: bool = Field(True, description="Reach the endpoint over HTTPS.")
     credentials_block: str | None = Field(
         None,
-        description="Name of the Secret block holding "
-        "{key, secret[, token]}; none: the environment's.",
+        description="Name of the ferry-s3-credentials block holding the stream's access key; "
+        "none: the environment's.",
     )
     bandwidth_mbps: float | None = Field(None, description="Cap on each task, in MB/s.")
     description: str = Field("", description="What the stream is for.")
@@ -62,12 +63,11 @@ class DataStream(Block):
     state: str = Field("enabled", description="enabled or stopped")
 
     def storage_options(self) -> dict[str, Any]:
-        """s3fs options for this stream's bucket, secrets loaded from its Secret block."""
+        """s3fs options for this stream's bucket, secrets loaded from its credentials block."""
         options: dict[str, Any] = {"use_ssl": self.use_ssl}
         if self.endpoint_url:
             options["endpoint_url"] = self.endpoint_url
-        if self.credentials_block:
-            options.update(Secret.load(self.credentials_block).get())
+        options.update(credential_options(self.credentials_block))
         return options
 
     def bucket(self) -> BucketPrefix:
@@ -249,6 +249,8 @@ def create_stream(
     if endpoint_url:
         options["endpoint_url"] = endpoint_url
     credentials = {k: v for k, v in {"key": key, "secret": secret, "token": token}.items() if v}
+    if credentials and not (key and secret):
+        raise StreamError("an access key needs both its id (--key) and its secret (--secret)")
     probe = parse_endpoint(bucket_url, {**options, **credentials})
     problems = probe.run(_bucket_problems, probe, shared=shared, prefixes=prefixes)
     if problems:
@@ -257,7 +259,7 @@ def create_stream(
     credentials_block = None
     if credentials:
         credentials_block = f"{block_name(name)}-credentials"
-        Secret(value=credentials).save(credentials_block, overwrite=True)
+        save_credentials(credentials_block, **credentials)
     stream = DataStream(
         directory=target.root,
         bucket_url=bucket.display,
@@ -413,7 +415,11 @@ def delete_stream(name: str) -> None:
         if stream.credentials_block:
             names.append(stream.credentials_block)
         for block in names:
-            slug = DataStream.get_block_type_slug() if block == block_name(name) else "secret"
+            slug = (
+                DataStream.get_block_type_slug()
+                if block == block_name(name)
+                else S3Credentials.get_block_type_slug()
+            )
             try:
                 document = client.read_block_document_by_name(block, slug)
             except ObjectNotFound:

@@ -9,21 +9,55 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-__all__ = ["TaskResult", "convert_to_hns", "export_data", "import_data", "verify_data"]
-
 _WHERE = {
     "TaskResult": "flows.result",
+    "TaskCancelled": "flows.result",
     "convert_to_hns": "flows.convert",
     "export_data": "flows.transfer",
     "import_data": "flows.transfer",
     "verify_data": "flows.verify",
+    "stream_export": "flows.stream_tasks",
+    "stream_import": "flows.stream_tasks",
+    # the failures a caller can catch (FerryError is the base of them all)
+    "FerryError": "tasks.errors",
+    "UsageError": "tasks.errors",
+    "SourceMissing": "tasks.errors",
+    "DestinationUnusable": "tasks.errors",
+    "AccessDenied": "tasks.errors",
+    "StoreUnreachable": "tasks.errors",
 }
+__all__ = [
+    "AccessDenied",
+    "DestinationUnusable",
+    "FerryError",
+    "SourceMissing",
+    "StoreUnreachable",
+    "TaskCancelled",
+    "TaskResult",
+    "UsageError",
+    "convert_to_hns",
+    "export_data",
+    "import_data",
+    "stream_export",
+    "stream_import",
+    "verify_data",
+]
+assert set(__all__) == set(_WHERE)
 
 if TYPE_CHECKING:
     from flows.convert import convert_to_hns
-    from flows.result import TaskResult
+    from flows.result import TaskCancelled, TaskResult
+    from flows.stream_tasks import stream_export, stream_import
     from flows.transfer import export_data, import_data
     from flows.verify import verify_data
+    from tasks.errors import (
+        AccessDenied,
+        DestinationUnusable,
+        FerryError,
+        SourceMissing,
+        StoreUnreachable,
+        UsageError,
+    )
 
 
 def __getattr__(name: str):

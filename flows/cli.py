@@ -2,19 +2,24 @@
 progress bar, and prints the summary.
 
 Exit codes: 0 every entry ok or skipped; 1 some entry rejected or failed; 2 the task could not run
-(bad arguments, missing directory or bucket, bad credentials) — one line saying what is wrong.
+(bad arguments, missing directory or bucket, bad credentials) — one line saying what is wrong;
+3 the task was cancelled (Ctrl-C, `ferry stream stop`, Cancel in the UI) — its summary is printed;
+4 an error ferry did not foresee — one line, and the traceback with -v.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
-EXIT_OK, EXIT_ENTRIES_FAILED, EXIT_CANNOT_RUN = 0, 1, 2
+from flows.exit_codes import EXIT_CANCELLED, EXIT_CANNOT_RUN, EXIT_OK, EXIT_UNEXPECTED
+
 MB = 1_000_000
 
 
@@ -52,16 +57,6 @@ def _size(text: str) -> int:
     return int(amount)
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1: {text!r}")
-    return value
-
-
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -70,6 +65,24 @@ def _positive_float(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be greater than 0: {text!r}")
     return value
+
+
+def _bounded(option):
+    """An argparse type checking a value against the option's own type and bounds in
+    `flows.options` (so `--concurrency 5000` fails here, with one line, as the flow would)."""
+
+    def convert(text: str):
+        from pydantic import TypeAdapter, ValidationError
+
+        try:
+            return TypeAdapter(option).validate_python(text, strict=False)
+        except ValidationError as exc:
+            message = exc.errors()[0]["msg"]
+            raise argparse.ArgumentTypeError(
+                f"{message[0].lower()}{message[1:]}: {text!r}"
+            ) from None
+
+    return convert
 
 
 def _option(text: str) -> tuple[str, Any]:
@@ -82,6 +95,15 @@ def _option(text: str) -> tuple[str, Any]:
     return key, value
 
 
+def _add_credentials_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--credentials-block",
+        metavar="NAME",
+        help="a ferry-s3-credentials block with the bucket's access key (see `ferry credentials "
+        "create`); key/secret storage options are stored with the run in clear",
+    )
+
+
 def _add_storage_arguments(p: argparse.ArgumentParser) -> None:
     for side in ("source", "destination"):
         p.add_argument(
@@ -92,6 +114,7 @@ def _add_storage_arguments(p: argparse.ArgumentParser) -> None:
             metavar="KEY=VALUE",
             help=f"a storage option for the {side} (s3fs: endpoint_url, use_ssl, ...)",
         )
+    _add_credentials_argument(p)
     p.add_argument(
         "--report-dir",
         help="where the manifest and summary go (default: $FERRY_REPORT_DIR or ./ferry-reports)",
@@ -103,6 +126,8 @@ def _add_storage_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _add_transfer_arguments(p: argparse.ArgumentParser) -> None:
+    from flows import options
+
     _add_storage_arguments(p)
     p.add_argument(
         "--overwrite",
@@ -124,13 +149,13 @@ def _add_transfer_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--concurrency",
-        type=_positive_int,
+        type=_bounded(options.Concurrency),
         default=32,
         help="objects in flight at once (default: 32)",
     )
     p.add_argument(
         "--partition-files",
-        type=_positive_int,
+        type=_bounded(options.PartitionFiles),
         default=2000,
         help="most entries per partition (default: 2000)",
     )
@@ -142,7 +167,7 @@ def _add_transfer_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--retries",
-        type=_positive_int,
+        type=_bounded(options.Retries),
         default=5,
         help="attempts per object on transient errors (default: 5)",
     )
@@ -208,10 +233,19 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="a storage option for the bucket (s3fs: endpoint_url, use_ssl, ...)",
     )
+    _add_credentials_argument(p)
     p.add_argument("--report-dir", help="where the manifest and summary go")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("-v", "--verbose", action="store_true", help="show Prefect's log")
     _add_stream_commands(commands)
+    p = commands.add_parser("credentials", help="store an S3 access key where Prefect masks it")
+    verbs = p.add_subparsers(dest="verb", required=True, metavar="VERB")
+    p = verbs.add_parser("create", help="create (or replace) a ferry-s3-credentials block")
+    p.add_argument("name")
+    p.add_argument("--key", required=True, help="access key id")
+    p.add_argument("--secret", required=True, help="secret key; '-' reads it from standard input")
+    p.add_argument("--token", help="session token, for temporary keys")
+    p.add_argument("-v", "--verbose", action="store_true", help="show Prefect's log")
     p = commands.add_parser("serve", help="serve ferry's deployments (and each data stream's)")
     p.add_argument("-v", "--verbose", action="store_true", help="show Prefect's log")
     p = commands.add_parser(
@@ -373,6 +407,7 @@ def flow_arguments(args: argparse.Namespace) -> dict[str, Any]:
         "exclude": args.exclude,
         "report_dir": args.report_dir,
         "verify": args.verify,
+        "credentials_block": args.credentials_block,
     }
     if args.command in ("export", "import"):
         kwargs.update(
@@ -394,9 +429,23 @@ def preflight(command: str, source: str, destination: str, kwargs: dict[str, Any
     with one line, not after the API has started. Raises FerryError."""
     from tasks.endpoints import BucketPrefix, Directory, parse_endpoint, transfer_endpoints
     from tasks.listing import Filter
+    from tasks.manifest import check_report_dir
     from tasks.preflight import check_bucket, check_directory
 
     Filter(kwargs["include"], kwargs["exclude"])
+    check_report_dir(kwargs["report_dir"])
+    if kwargs["credentials_block"]:
+        from flows.credentials import for_url
+
+        kwargs = {
+            **kwargs,
+            "source_options": for_url(
+                source, kwargs["source_options"], kwargs["credentials_block"]
+            ),
+            "destination_options": for_url(
+                destination, kwargs["destination_options"], kwargs["credentials_block"]
+            ),
+        }
 
     if command in ("export", "import"):
         directory, bucket = transfer_endpoints(
@@ -473,7 +522,7 @@ class Console:
 
         stop = events.listen(on_event)
         try:
-            with bar:
+            with bar, _ctrl_c_cancels(self.err):
                 return call()
         finally:
             stop()
@@ -521,10 +570,38 @@ class Console:
             self.out.print(f"  ... and {len(bad) - limit} more (see the manifest)")
 
 
+@contextlib.contextmanager
+def _ctrl_c_cancels(err):
+    """While a task runs, the first Ctrl-C cancels it the way Cancel in the UI does (in-flight
+    transfers abandoned and cleaned up, summary printed); a second one, or one before the copy
+    has started, interrupts at once."""
+    import signal
+    import threading
+
+    from tasks import cancel
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_interrupt(signum, frame):
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        if not cancel.request_all():
+            raise KeyboardInterrupt
+        err.print("ferry: cancelling (Ctrl-C again to stop at once)...", highlight=False)
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _quiet_prefect(args.verbose or args.command == "serve")  # a service's log is its output
+    from flows.result import TaskCancelled
     from tasks.errors import FerryError
 
     try:
@@ -536,6 +613,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _convert_command(args)
         if args.command == "stream":
             return _stream_command(args)
+        if args.command == "credentials":
+            return _credentials_command(args)
         if args.command == "serve":
             Console().waiting_for_prefect()
             from deployments.serve import serve
@@ -543,12 +622,53 @@ def main(argv: Sequence[str] | None = None) -> int:
             serve()
             return EXIT_OK
         return _transfer_command(args)
+    except TaskCancelled as exc:
+        Console().summary(exc.result, as_json=getattr(args, "json", False))
+        return EXIT_CANCELLED
     except FerryError as exc:
         print(f"ferry: error: {exc}", file=sys.stderr)
         return EXIT_CANNOT_RUN
     except KeyboardInterrupt:
         print("ferry: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - the one place an unforeseen error meets the user
+        if args.verbose:
+            traceback.print_exc()
+        detail = " ".join(str(exc).split())[:300] or type(exc).__name__
+        print(
+            f"ferry: unexpected error: {type(exc).__name__}: {detail}"
+            + ("" if args.verbose else " (run with -v for the traceback)"),
+            file=sys.stderr,
+        )
+        return EXIT_UNEXPECTED
+
+
+def _warn_plain_secrets(**sides) -> None:
+    if not any(sides.values()):
+        return
+    from flows.credentials import plain_secrets
+
+    found = plain_secrets(**sides)
+    if found:
+        print(
+            f"ferry: warning: {', '.join(found)} given as a storage option is stored with the "
+            "Prefect flow run in clear; use --credentials-block instead",
+            file=sys.stderr,
+        )
+
+
+def _credentials_command(args: argparse.Namespace) -> int:
+    secret = sys.stdin.readline().strip() if args.secret == "-" else args.secret
+    if not secret:
+        from tasks.errors import UsageError
+
+        raise UsageError("empty secret")
+    Console().waiting_for_prefect()
+    from flows.credentials import save_credentials
+
+    save_credentials(args.name, args.key, secret, args.token)
+    print(f"saved ferry-s3-credentials block {args.name}")
+    return EXIT_OK
 
 
 def _convert_command(args: argparse.Namespace) -> int:
@@ -557,20 +677,28 @@ def _convert_command(args: argparse.Namespace) -> int:
     from tasks.preflight import check_bucket
 
     options = dict(args.option) or None
-    bucket = parse_endpoint(args.bucket, options)
+    console = Console()
+    checked = options
+    if args.credentials_block:  # the block lives in the Prefect API
+        from flows.credentials import for_url
+
+        console.waiting_for_prefect()
+        checked = for_url(args.bucket, options, args.credentials_block)
+    bucket = parse_endpoint(args.bucket, checked)
     if not isinstance(bucket, BucketPrefix) or bucket.prefix:
         raise UsageError("convert takes a whole bucket: s3://bucket", where=args.bucket)
     _check_metadata_url(args.metadata)
     check_bucket(bucket)
+    _warn_plain_secrets(storage_options=options)
     from flows import convert_to_hns
 
-    console = Console()
     console.waiting_for_prefect()
     result = console.run(
         "convert",
         lambda: convert_to_hns(
             args.bucket,
             metadata=args.metadata,
+            credentials_block=args.credentials_block,
             storage_options=options,
             report_dir=args.report_dir,
             check_only=args.check_only,
@@ -587,18 +715,41 @@ def _check_metadata_url(url: str) -> None:
     from tasks.errors import UsageError
 
     try:
-        sqlalchemy.engine.make_url(url)
+        parsed = sqlalchemy.engine.make_url(url)
     except Exception:  # noqa: BLE001 - any parse failure means the same to the user
         raise UsageError("not an SQLAlchemy URL (try sqlite:////path/ns.db)", where=url) from None
+    shown = parsed.render_as_string(hide_password=True)
+    if parsed.get_backend_name() == "sqlite":
+        folder = os.path.dirname(os.path.abspath(parsed.database or ""))
+        if parsed.database and not os.path.isdir(folder):
+            raise UsageError("the metadata store's folder does not exist", where=folder)
+        return
+    try:
+        engine = sqlalchemy.create_engine(parsed)
+        with engine.connect():
+            pass
+        engine.dispose()
+    except ModuleNotFoundError as exc:
+        raise UsageError(
+            f"the driver {exc.name!r} is not installed (pip install 'ferry[postgres]')", where=shown
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - a store that cannot be opened, for any reason
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise UsageError(f"cannot open the metadata store ({reason})", where=shown) from None
 
 
 def _transfer_command(args: argparse.Namespace) -> int:
     kwargs = flow_arguments(args)
+    console = Console()
+    if kwargs["credentials_block"]:  # the block lives in the Prefect API
+        console.waiting_for_prefect()
     preflight(args.command, args.source, args.destination, kwargs)
+    _warn_plain_secrets(
+        source_options=kwargs["source_options"], destination_options=kwargs["destination_options"]
+    )
     from flows import export_data, import_data, verify_data
 
     flow = {"export": export_data, "import": import_data, "verify": verify_data}[args.command]
-    console = Console()
     console.waiting_for_prefect()
     result = console.run(args.command, lambda: flow(args.source, args.destination, **kwargs))
     console.summary(result, as_json=args.json)

@@ -14,9 +14,11 @@ import time
 from prefect import flow, task
 from prefect.runtime import flow_run
 
+from flows.credentials import for_url, warn_plain_secrets
 from flows.options import (
     CheckOnly,
     CheckTags,
+    CredentialsBlock,
     MetadataUrl,
     ReportDirOption,
     StorageOptions,
@@ -38,7 +40,7 @@ from hns.plan import ARCHIVE_CLASSES, ConversionPlan, plan_conversion
 from hns.store import Store
 from tasks.endpoints import BucketPrefix, parse_endpoint
 from tasks.errors import UsageError
-from tasks.manifest import ReportDir, default_report_dir, now
+from tasks.manifest import ReportDir, check_report_dir, now
 from tasks.steps import STEP, report_step
 
 
@@ -116,6 +118,7 @@ def convert_to_hns(
     bucket_url: Url,
     *,
     metadata: MetadataUrl,
+    credentials_block: CredentialsBlock = None,
     storage_options: StorageOptions = None,
     report_dir: ReportDirOption = None,
     check_only: CheckOnly = False,
@@ -126,7 +129,8 @@ def convert_to_hns(
     copied, rewritten or deleted, and the conversion cannot be undone. With check_only, run the
     eligibility check and the plan, and report every rename that would happen, changing nothing."""
     started = time.monotonic()
-    bucket = parse_endpoint(bucket_url, storage_options)
+    warn_plain_secrets(storage_options=storage_options)
+    bucket = parse_endpoint(bucket_url, for_url(bucket_url, storage_options, credentials_block))
     if not isinstance(bucket, BucketPrefix) or bucket.prefix:
         raise UsageError("convert takes a whole bucket: s3://bucket", where=bucket_url)
     store = Store(metadata)
@@ -134,7 +138,7 @@ def convert_to_hns(
     if done:
         raise ConversionRefused(done, where=bucket.display)
     task_id = str(flow_run.get_id() or "local")
-    report = ReportDir(report_dir or default_report_dir(), task_id)
+    report = ReportDir(check_report_dir(report_dir), task_id)
     ts = int(time.time())
 
     objects = list_step(bucket)

@@ -28,6 +28,14 @@ StorageOptions = Annotated[
         "secrets: flow parameters are stored by the Prefect API."
     ),
 ]
+CredentialsBlock = Annotated[
+    str | None,
+    Field(
+        description="Name of a ferry-s3-credentials block holding the bucket's access key "
+        "(Prefect masks it everywhere). The way to pass credentials: storage options given as "
+        "parameters are stored with the run in clear. Default: the standard AWS environment."
+    ),
+]
 Globs = Annotated[
     list[str] | None,
     Field(

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from flows.exit_codes import EXIT_CANCELLED, EXIT_ENTRIES_FAILED, EXIT_OK
+from tasks.errors import FerryError
+
 
 class TaskResult(BaseModel):
     """The outcome of one ferry task (a flow run)."""
@@ -19,6 +22,7 @@ class TaskResult(BaseModel):
     seconds: float = 0.0
     manifest: str = Field(description="Path or URL of the Parquet manifest.")
     dry_run: bool = False
+    cancelled: bool = Field(False, description="The task was cancelled before it finished.")
 
     @property
     def ok(self) -> bool:
@@ -27,10 +31,33 @@ class TaskResult(BaseModel):
 
     @property
     def exit_code(self) -> int:
-        return 0 if self.ok else 1
+        if self.cancelled:
+            return EXIT_CANCELLED
+        return EXIT_OK if self.ok else EXIT_ENTRIES_FAILED
 
     @classmethod
     def from_summary(cls, summary) -> TaskResult:
         """From a `tasks.report.Summary`."""
         values = summary.as_dict()
-        return cls(**{name: values[name] for name in cls.model_fields})
+        return cls(**{name: values[name] for name in cls.model_fields if name in values})
+
+
+class TaskCancelled(FerryError):
+    """The task was cancelled (from the UI, `ferry stream stop`, Ctrl-C). `result` holds what it
+    did up to then: counts and the manifest, where in-flight entries are `skipped: cancelled`."""
+
+    def __init__(self, result: TaskResult) -> None:
+        super().__init__(f"cancelled; manifest: {result.manifest}")
+        self.result = result
+
+    def __reduce__(self):
+        return (type(self), (self.result,))
+
+
+def cancelled_state(result: TaskResult):
+    """The flow run's final state for a cancelled task: Cancelled in the UI; a Python caller gets
+    TaskCancelled (carrying the result)."""
+    from prefect.states import Cancelled
+
+    done = result.model_copy(update={"cancelled": True})
+    return Cancelled(message=f"cancelled; manifest: {done.manifest}", data=TaskCancelled(done))

@@ -19,7 +19,6 @@ from uuid import UUID
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
-from prefect.states import Cancelled
 
 from flows.options import (
     Bandwidth,
@@ -37,14 +36,14 @@ from flows.options import (
     WatchFiles,
     described,
 )
-from flows.result import TaskResult
+from flows.result import TaskResult, cancelled_state
 from tasks import cancel
 from tasks import limits as task_limits
 from tasks.apply import apply_partition
 from tasks.endpoints import transfer_endpoints
 from tasks.job import Job, decided_row
-from tasks.listing import Entry, Filter, list_bucket, list_directory
-from tasks.manifest import ReportDir, default_report_dir, now
+from tasks.listing import Entry, Filter, list_bucket, list_directory, without_reports
+from tasks.manifest import ReportDir, check_report_dir, now
 from tasks.partition import Partition
 from tasks.plan import APPLY_ACTIONS, final_status, plan_export, plan_import
 from tasks.report import counts_of, merge
@@ -118,7 +117,7 @@ class _Session:
     def __init__(self, job: Job, *, report_dir, max_runtime, idle_timeout) -> None:
         self.job = job
         self.name = f"stream-{job.direction}"
-        self.report = ReportDir(report_dir or default_report_dir(), job.task_id)
+        self.report = ReportDir(check_report_dir(report_dir), job.task_id)
         self.max_runtime, self.idle_timeout = max_runtime, idle_timeout
         self.started = self.last_work = time.monotonic()
         self.batches = 0
@@ -188,7 +187,7 @@ class _Session:
         """The task's result; a Cancelled state (carrying it) when it was cancelled."""
         result = self.publish()
         if reason == "cancelled":
-            return Cancelled(message=f"cancelled; manifest: {result.manifest}", data=result)
+            return cancelled_state(result)
         return result
 
 
@@ -256,7 +255,7 @@ def stream_export(
                 else:
                     session.wait(batch_seconds)
                 paths = sorted(set(pending.ready()) | set(inbox.drain()))
-                entries = _entries(directory.root, paths)
+                entries = without_reports(_entries(directory.root, paths), directory, report_dir)
                 if entries:
                     session.apply(
                         plan_export(

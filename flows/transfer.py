@@ -14,12 +14,13 @@ from prefect import flow
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.futures import as_completed
 from prefect.runtime import flow_run
-from prefect.states import Cancelled
 
+from flows.credentials import for_url, warn_plain_secrets
 from flows.options import (
     AllowEmpty,
     Bandwidth,
     Concurrency,
+    CredentialsBlock,
     DryRun,
     Globs,
     Overwrite,
@@ -32,14 +33,14 @@ from flows.options import (
     VerifyMode,
     described,
 )
-from flows.result import TaskResult
+from flows.result import TaskResult, cancelled_state
 from tasks import cancel, progress
 from tasks import limits as task_limits
 from tasks.endpoints import Directory, transfer_endpoints
 from tasks.errors import DestinationUnusable
 from tasks.job import Job, decided_row
-from tasks.listing import Filter
-from tasks.manifest import ReportDir, default_report_dir, now
+from tasks.listing import Filter, without_reports
+from tasks.manifest import ReportDir, check_report_dir, now
 from tasks.partition import DEFAULT_BYTES, DEFAULT_FILES, partition
 from tasks.plan import APPLY_ACTIONS, final_status, plan_export, plan_import
 from tasks.preflight import empty_source
@@ -52,8 +53,16 @@ def _task_id() -> str:
 
 def run_transfer(direction: str, source: str, destination: str, **options: Any) -> TaskResult:
     started = time.monotonic()
+    warn_plain_secrets(
+        source_options=options["source_options"], destination_options=options["destination_options"]
+    )
+    block = options.get("credentials_block")
     directory, bucket = transfer_endpoints(
-        direction, source, destination, options["source_options"], options["destination_options"]
+        direction,
+        source,
+        destination,
+        for_url(source, options["source_options"], block),
+        for_url(destination, options["destination_options"], block),
     )
     selected = Filter(options["include"], options["exclude"])
     task_id = _task_id()
@@ -69,13 +78,13 @@ def run_transfer(direction: str, source: str, destination: str, **options: Any) 
         retries=options["retries"],
         dry_run=options["dry_run"],
     )
-    report = ReportDir(options["report_dir"] or default_report_dir(), task_id)
+    report = ReportDir(check_report_dir(options["report_dir"]), task_id)
 
     if direction == "export":
         src_future = list_directory_step.submit(directory, must_exist=True)
         dst_future = list_bucket_step.submit(bucket)
         items = plan_export(
-            src_future.result(),
+            without_reports(src_future.result(), directory, options["report_dir"]),
             dst_future.result(),
             prefix=bucket.prefix,
             overwrite=job.overwrite,
@@ -130,7 +139,7 @@ def run_transfer(direction: str, source: str, destination: str, **options: Any) 
     )
     result = TaskResult.from_summary(summary)
     if watch.event.is_set():
-        return Cancelled(message=f"cancelled; manifest: {result.manifest}", data=result)
+        return cancelled_state(result)
     return result
 
 
@@ -165,6 +174,7 @@ def export_data(
     source: Url,
     destination: Url,
     *,
+    credentials_block: CredentialsBlock = None,
     source_options: StorageOptions = None,
     destination_options: StorageOptions = None,
     include: Globs = None,
@@ -190,6 +200,7 @@ def import_data(
     source: Url,
     destination: Url,
     *,
+    credentials_block: CredentialsBlock = None,
     source_options: StorageOptions = None,
     destination_options: StorageOptions = None,
     include: Globs = None,

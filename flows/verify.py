@@ -8,11 +8,20 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
-from flows.options import Globs, ReportDirOption, StorageOptions, Url, VerifyMode, described
+from flows.credentials import for_url, warn_plain_secrets
+from flows.options import (
+    CredentialsBlock,
+    Globs,
+    ReportDirOption,
+    StorageOptions,
+    Url,
+    VerifyMode,
+    described,
+)
 from flows.result import TaskResult
 from tasks.endpoints import parse_endpoint
 from tasks.listing import Filter
-from tasks.manifest import ReportDir, default_report_dir
+from tasks.manifest import ReportDir, check_report_dir
 from tasks.steps import report_step
 from tasks.verify import compare_trees
 
@@ -28,6 +37,7 @@ def verify_data(
     source: Url,
     destination: Url,
     *,
+    credentials_block: CredentialsBlock = None,
     source_options: StorageOptions = None,
     destination_options: StorageOptions = None,
     include: Globs = None,
@@ -39,11 +49,12 @@ def verify_data(
     mtime (and, with verify='checksum', the same content). Entries only at the destination count
     as differences. Nothing is copied."""
     started = time.monotonic()
-    src = parse_endpoint(source, source_options)
-    dst = parse_endpoint(destination, destination_options)
+    warn_plain_secrets(source_options=source_options, destination_options=destination_options)
+    src = parse_endpoint(source, for_url(source, source_options, credentials_block))
+    dst = parse_endpoint(destination, for_url(destination, destination_options, credentials_block))
     selected = Filter(include, exclude)
     task_id = str(flow_run.get_id() or "local")
-    report = ReportDir(report_dir or default_report_dir(), task_id)
+    report = ReportDir(check_report_dir(report_dir), task_id)
     rows = compare_step(src, dst, mode=verify, selected=selected)
     report.write_part("compare", rows)
     summary = report_step(

@@ -8,6 +8,7 @@ on with the rest.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import Counter
 from dataclasses import dataclass
 
@@ -45,47 +46,87 @@ async def copy_items(client, job: Job, part: Partition) -> list[dict]:
         job.task_id, bandwidth_mbps=job.bandwidth_mbps, concurrency=job.concurrency
     )
     dirs = SafeDirectories(job.directory.root)
+    stop = asyncio.Event()
+
+    def settled(item: Item, outcome: Outcome, attempts: int, started) -> dict:
+        return row(
+            job,
+            item,
+            outcome,
+            partition=part.index,
+            attempts=attempts,
+            started_at=started,
+            finished_at=now(),
+        )
 
     async def one(item: Item) -> dict:
         async with limits.objects():
             started = now()
-            if cancel.requested(job.task_id):
-                return row(
-                    job,
-                    item,
-                    Outcome("skipped", "cancelled before it started"),
-                    partition=part.index,
-                    attempts=0,
-                    started_at=started,
-                    finished_at=started,
-                )
+            if stop.is_set():
+                return settled(item, Outcome("skipped", CANCELLED_BEFORE), 0, started)
             attempts = 0
             while True:
                 attempts += 1
                 try:
                     if job.direction == "export":
-                        outcome = await export_item(client, job, limits, item)
+                        work = export_item(client, job, limits, item)
                     else:
-                        outcome = await import_item(client, job, limits, item, dirs)
+                        work = import_item(client, job, limits, item, dirs)
+                    outcome = await unless_stopped(work, stop)
+                    break
+                except Abandoned:
+                    outcome = Outcome("skipped", CANCELLED_IN_FLIGHT)
                     break
                 except OutsideDestination as exc:
                     outcome = Outcome("rejected", str(exc))
                     break
                 except Exception as exc:
                     if attempts < job.retries and is_transient(exc):
-                        await asyncio.sleep(backoff(attempts))
-                        continue
+                        with contextlib.suppress(Abandoned):
+                            await unless_stopped(asyncio.sleep(backoff(attempts)), stop)
+                        if not stop.is_set():
+                            continue
                     outcome = Outcome("failed", describe(exc))
                     break
             progress.advance(1, 0)
-            return row(
-                job,
-                item,
-                outcome,
-                partition=part.index,
-                attempts=attempts,
-                started_at=started,
-                finished_at=now(),
-            )
+            return settled(item, outcome, attempts, started)
 
-    return list(await asyncio.gather(*(one(item) for item in part.items)))
+    watcher = asyncio.ensure_future(_watch(job.task_id, stop))
+    try:
+        return list(await asyncio.gather(*(one(item) for item in part.items)))
+    finally:
+        watcher.cancel()
+
+
+CANCELLED_BEFORE = "cancelled before it started"
+CANCELLED_IN_FLIGHT = "cancelled: abandoned in flight (nothing left at the destination)"
+#: How often the copy loop looks at the task's cancellation flag.
+STOP_POLL_SECONDS = 0.2
+
+
+class Abandoned(Exception):
+    """The task was cancelled while this transfer was in flight; its cleanup has run."""
+
+
+async def _watch(task_id: str, stop: asyncio.Event) -> None:
+    while not cancel.requested(task_id):
+        await asyncio.sleep(STOP_POLL_SECONDS)
+    stop.set()
+
+
+async def unless_stopped(awaitable, stop: asyncio.Event):
+    """The awaitable's result, unless `stop` is set first: then the work is cancelled (its own
+    cleanup aborts multipart uploads and removes temporary files) and Abandoned is raised."""
+    work = asyncio.ensure_future(awaitable)
+    waiter = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({work, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+    if not work.done():
+        work.cancel()
+        try:
+            return await work  # it may have finished before the cancel reached it
+        except asyncio.CancelledError:
+            raise Abandoned from None
+    return work.result()

@@ -12,6 +12,16 @@ _lock = threading.Lock()
 POLL_SECONDS = 1.0
 
 
+def request_all() -> bool:
+    """Cancel every task watched in this process (Ctrl-C of the command that runs it). False
+    when none is being watched yet."""
+    with _lock:
+        events = list(_events.values())
+    for event in events:
+        event.set()
+    return bool(events)
+
+
 def requested(task_id: str) -> bool:
     with _lock:
         event = _events.get(task_id)

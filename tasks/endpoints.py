@@ -103,6 +103,38 @@ def s3_options(options: dict[str, Any] | None) -> dict[str, Any]:
     return opts
 
 
+#: What fsspec's filesystems take besides their own arguments (instance cache, listings cache).
+FSSPEC_OPTIONS = frozenset(
+    {"skip_instance_cache", "use_listings_cache", "listings_expiry_time", "max_paths"}
+)
+
+
+def storage_option_names() -> frozenset[str]:
+    """Every storage option s3fs accepts: its own arguments, fsspec's, and those it hands to
+    aiobotocore's session (anything else would fail deep inside the first request)."""
+    import inspect
+
+    import s3fs
+    from aiobotocore.session import AioSession
+
+    names = set(FSSPEC_OPTIONS)
+    for fn in (s3fs.S3FileSystem.__init__, AioSession.__init__):
+        names.update(inspect.signature(fn).parameters)
+    return frozenset(names - {"self", "kwargs", "args", "asynchronous", "loop", "session"})
+
+
+def check_storage_options(options: dict[str, Any] | None, *, where: str) -> None:
+    """A UsageError naming each storage option s3fs does not know, with the likely one meant."""
+    import difflib
+
+    known = storage_option_names()
+    for name in sorted(options or {}):
+        if name not in known:
+            close = difflib.get_close_matches(name, sorted(known), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise UsageError(f"unknown storage option {name!r}{hint}", where=where)
+
+
 def parse_endpoint(url: str, options: dict[str, Any] | None = None) -> Endpoint:
     """Turn a user's URL or path into an endpoint, or raise UsageError saying what is wrong."""
     if not isinstance(url, str) or not url.strip():
@@ -121,6 +153,7 @@ def parse_endpoint(url: str, options: dict[str, Any] | None = None) -> Endpoint:
             prefix += "/"
         if "//" in prefix:
             raise UsageError("URL has an empty path segment ('//')", where=url)
+        check_storage_options(options, where=url)
         return BucketPrefix(url=url, bucket=bucket, prefix=prefix, options=dict(options or {}))
     if scheme in LOCAL_PROTOCOLS:
         if options:

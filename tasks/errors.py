@@ -13,6 +13,7 @@ import errno
 import socket
 
 from botocore.exceptions import (
+    BotoCoreError,
     ClientError,
     ConnectionClosedError,
     EndpointConnectionError,
@@ -128,6 +129,14 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text != type(exc).__name__ else text
 
 
+def endpoint_of(url: str) -> str:
+    """scheme://host:port of a request URL: never the path or a signed query string."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}" if parts.netloc else url
+
+
 def task_error(exc: BaseException, *, where: str) -> FerryError:
     """Translate an error met while opening an endpoint (listing, bucket check) into a task
     failure."""
@@ -142,6 +151,10 @@ def task_error(exc: BaseException, *, where: str) -> FerryError:
             "secret storage options) for",
             where=where,
         )
+    if isinstance(exc, PermissionError):  # the file system's permissions, not the store's
+        return AccessDenied(
+            "permission denied by the file system (check its permissions)", where=where
+        )
     if code in {
         "InvalidAccessKeyId",
         "SignatureDoesNotMatch",
@@ -149,13 +162,15 @@ def task_error(exc: BaseException, *, where: str) -> FerryError:
         "ExpiredToken",
         "InvalidToken",
         "403",
-    } or isinstance(exc, PermissionError):
+    }:
         detail = f" ({code})" if code else ""
         return AccessDenied(f"access denied{detail}; check the credentials for", where=where)
     if isinstance(exc, EndpointConnectionError | ClientConnectionError | ConnectionError):
         url = getattr(exc, "kwargs", {}).get("endpoint_url")
-        at = f" at {url}" if url else ""
+        at = f" at {endpoint_of(url)}" if url else ""
         return StoreUnreachable(f"cannot reach the S3 endpoint{at} for", where=where)
     if isinstance(exc, FileNotFoundError):
         return SourceMissing("does not exist", where=where)
-    return FerryError(describe(exc), where=where)
+    if isinstance(exc, ClientError | BotoCoreError | OSError):
+        return FerryError(describe(exc), where=where)
+    raise exc  # not a storage error: a fault ferry did not foresee, reported as such

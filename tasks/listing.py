@@ -225,3 +225,18 @@ async def _fan_out(pages, add, prefix: str, after: str, concurrency: int) -> Non
 def list_bucket(prefix: BucketPrefix) -> list[Entry]:
     """`list_prefix`, called from synchronous code."""
     return prefix.run(list_prefix, prefix)
+
+
+def without_reports(entries, directory: Directory, report_dir: str | None):
+    """The listing without ferry's own report directory, when it lies inside the exported tree
+    (the default ./ferry-reports of an export run from inside the tree)."""
+    from tasks.manifest import local_report_root
+
+    reports = local_report_root(report_dir)
+    if reports is None:
+        return entries
+    inside = os.path.relpath(reports, directory.root)
+    if inside == "." or inside.startswith(".."):
+        return entries
+    inside = inside.replace(os.sep, "/")
+    return [e for e in entries if e.path != inside and not e.path.startswith(inside + "/")]

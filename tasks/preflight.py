@@ -5,12 +5,20 @@ from __future__ import annotations
 import os
 
 from tasks.endpoints import BucketPrefix, Directory
-from tasks.errors import DestinationUnusable, SourceMissing, task_error
+from tasks.errors import AccessDenied, DestinationUnusable, SourceMissing, task_error
 
 
 def check_directory(directory: Directory, *, must_exist: bool) -> None:
     root = directory.root
     if os.path.isdir(root):
+        if must_exist:
+            try:
+                with os.scandir(root) as entries:
+                    next(entries, None)
+            except PermissionError:
+                raise AccessDenied(
+                    "permission denied by the file system: cannot read this directory", where=root
+                ) from None
         return
     if os.path.lexists(root):
         raise (SourceMissing if must_exist else DestinationUnusable)("not a directory", where=root)

@@ -91,7 +91,8 @@ def test_unreachable_endpoint_exits_2(tmp_path):
             "AWS_SECRET_ACCESS_KEY": "b",
         },
     )
-    assert_one_line_error(proc, "cannot reach the S3 endpoint", "127.0.0.1:9")
+    assert_one_line_error(proc, "cannot reach the S3 endpoint at http://127.0.0.1:9 for")
+    assert "b-x/?" not in proc.stderr and "list-type" not in proc.stderr  # not the request URL
 
 
 @pytest.mark.parametrize(
@@ -104,6 +105,10 @@ def test_unreachable_endpoint_exits_2(tmp_path):
         (["import", "s3://b-x/a//b", "/tmp/x"], "empty path segment"),
         (["export", "/tmp", "s3://b-x/x", "--include", " "], "empty include/exclude pattern"),
         (["export", "/tmp", "/tmp", "--source-option", "key=v"], "do not apply to a local path"),
+        (
+            ["export", "/tmp", "s3://b-x/y", "--destination-option", "endpoint=http://x"],
+            "unknown storage option 'endpoint' (did you mean 'endpoint_url'?)",
+        ),
     ],
 )
 def test_wrong_arguments_exit_2_naming_the_problem(args, fragment):
@@ -113,7 +118,15 @@ def test_wrong_arguments_exit_2_naming_the_problem(args, fragment):
 @pytest.mark.parametrize(
     ("option", "fragment"),
     [
-        (["--concurrency", "0"], "argument --concurrency: must be at least 1"),
+        (
+            ["--concurrency", "0"],
+            "argument --concurrency: input should be greater than or equal to 1",
+        ),
+        (
+            ["--concurrency", "5000"],
+            "argument --concurrency: input should be less than or equal to",
+        ),
+        (["--retries", "50"], "argument --retries: input should be less than or equal to 20"),
         (["--bandwidth-mbps", "-5"], "argument --bandwidth-mbps: must be greater than 0"),
         (["--partition-bytes", "lots"], "not a size: 'lots'"),
         (["--overwrite", "sometimes"], "invalid choice: 'sometimes'"),
@@ -209,6 +222,14 @@ def test_convert_check_only_lists_renames_and_exits_0(tmp_path, bucket, s3_clien
         ),
         (["convert", "s3://b-x", "--metadata", "::nonsense"], "not an SQLAlchemy URL"),
         (["convert", "/tmp", "--metadata", "sqlite:///x.db"], "convert takes a whole bucket"),
+        (
+            ["convert", "s3://b-x", "--metadata", "sqlite:////missing/dir/n.db"],
+            "the metadata store's folder does not exist: /missing/dir",
+        ),
+        (
+            ["convert", "s3://b-x", "--metadata", "postgresql+psycopg://u:pw@127.0.0.1:9/db"],
+            "cannot open the metadata store",
+        ),
     ],
 )
 def test_convert_bad_arguments_exit_2(args, fragment):
@@ -284,3 +305,177 @@ def test_importing_an_empty_prefix_exits_2_naming_it_unless_allowed(tmp_path, s3
     )
     assert proc.returncode == 0, proc.stderr
     assert "0 ok · 0 skipped · 0 rejected · 0 failed" in proc.stdout
+
+
+def test_an_unforeseen_error_is_one_line_with_its_own_exit_code(tmp_path, s3_endpoint, bucket):
+    # a report directory that is a file fails where ferry did not foresee it (until it checks)
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_bytes(b"1")
+    proc = ferry(
+        "export", str(src), f"s3://{bucket}/x", "--destination-option", "config_kwargs=oops"
+    )
+    assert proc.returncode == 4, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ferry: unexpected error: ")
+    assert lines[0].endswith("(run with -v for the traceback)")
+    proc = ferry(
+        "export", str(src), f"s3://{bucket}/x", "--destination-option", "config_kwargs=oops", "-v"
+    )
+    assert proc.returncode == 4 and "Traceback" in proc.stderr
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_ctrl_c_cancels_the_export_prints_its_summary_and_exits_3(tmp_path, bucket, s3_client):
+    import signal
+    import time
+
+    from prefect.settings import PREFECT_API_URL
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(60):
+        (src / f"f{i:02d}").write_bytes(b"x" * 100_000)  # 12 s at 0.5 MB/s
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flows.cli", "export", str(src), f"s3://{bucket}/c"]
+        + ["--bandwidth-mbps", "0.5", "--report-dir", str(tmp_path / "r")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()},
+        stdin=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 600
+    while not s3_client.list_objects_v2(Bucket=bucket).get("KeyCount", 0):  # it is copying
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 3, err
+    assert "Traceback" not in err and "cancelling" in err
+    assert "manifest: " in out
+    copied = s3_client.list_objects_v2(Bucket=bucket)["KeyCount"]
+    assert f"{copied} ok · {60 - copied} skipped" in out
+    assert copied < 60
+
+
+def test_a_report_dir_that_cannot_be_written_fails_before_any_data_moves(
+    tmp_path, s3_endpoint, bucket, s3_client
+):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_bytes(b"1")
+    (tmp_path / "a-file").write_bytes(b"")
+    proc = ferry("export", str(src), f"s3://{bucket}/x", "--report-dir", str(tmp_path / "a-file"))
+    assert_one_line_error(proc, "cannot write reports in the report directory", "a-file")
+    assert s3_client.list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_the_default_report_dir_inside_the_exported_tree_is_not_exported(
+    tmp_path, bucket, s3_client, monkeypatch
+):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "data.bin").write_bytes(b"1")
+    monkeypatch.chdir(src)  # ./ferry-reports lands inside the tree
+    monkeypatch.delenv("FERRY_REPORT_DIR", raising=False)
+    for _ in range(2):  # the second run finds the first one's reports in the tree
+        assert main(["export", str(src), f"s3://{bucket}/x"]) == 0
+    assert (src / "ferry-reports").is_dir()
+    keys = [o["Key"] for o in s3_client.list_objects_v2(Bucket=bucket)["Contents"]]
+    assert keys == ["x/data.bin"]
+
+
+def test_an_unreadable_source_directory_blames_the_file_permission(tmp_path, s3_endpoint, bucket):
+    src = tmp_path / "src"
+    src.mkdir()
+    src.chmod(0)
+    command = [sys.executable, "-m", "flows.cli", "export", str(src), f"s3://{bucket}/x"]
+    if os.geteuid() == 0:  # root reads anything: drop the capabilities that let it
+        caps = "-dac_override,-dac_read_search"
+        command = ["setpriv", f"--inh-caps={caps}", f"--bounding-set={caps}", *command]
+    proc = subprocess.run(
+        command, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120
+    )
+    assert_one_line_error(proc, "permission denied by the file system", str(src))
+    assert "credentials" not in proc.stderr
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_credentials_block_carries_the_key_and_the_run_stores_only_its_name(
+    tmp_path, bucket, s3_client
+):
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL
+
+    from flows import export_data
+    from flows.local_s3 import DEMO_CREDENTIALS
+
+    env = {"PREFECT_API_URL": PREFECT_API_URL.value()}
+    proc = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "credentials", "create", "demo-key"]
+        + ["--key", DEMO_CREDENTIALS["AWS_ACCESS_KEY_ID"], "--secret", "-"],
+        input=DEMO_CREDENTIALS["AWS_SECRET_ACCESS_KEY"] + "\n",
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_bytes(b"with a block")
+    result = export_data(
+        str(src), f"s3://{bucket}/blk", credentials_block="demo-key", report_dir=str(tmp_path / "r")
+    )
+    assert result.ok and result.counts["ok"] == 1
+    with get_client(sync_client=True) as client:
+        parameters = client.read_flow_run(UUID(result.task_id)).parameters
+    assert parameters["credentials_block"] == "demo-key"
+    assert DEMO_CREDENTIALS["AWS_SECRET_ACCESS_KEY"] not in str(parameters)
+    # the CLI takes the block too, and warns once when a secret is passed as a plain option
+    proc = ferry(
+        "import",
+        f"s3://{bucket}/blk",
+        str(tmp_path / "d"),
+        "--credentials-block",
+        "demo-key",
+        "--report-dir",
+        str(tmp_path / "r"),
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "d" / "f").read_bytes() == b"with a block"
+    proc = ferry(
+        "verify",
+        str(src),
+        f"s3://{bucket}/blk",
+        "--destination-option",
+        "secret=plain",
+        "--destination-option",
+        "key=plain",
+        "--report-dir",
+        str(tmp_path / "r"),
+        env=env,
+    )
+    warnings = [line for line in proc.stderr.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and "stored with the Prefect flow run in clear" in warnings[0]
+    assert "--credentials-block" in warnings[0]
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_a_missing_credentials_block_is_one_line(tmp_path, bucket):
+    from prefect.settings import PREFECT_API_URL
+
+    proc = ferry(
+        "import",
+        f"s3://{bucket}/x",
+        str(tmp_path / "d"),
+        "--credentials-block",
+        "nope",
+        env={"PREFECT_API_URL": PREFECT_API_URL.value()},
+    )
+    assert_one_line_error(proc, "no ferry-s3-credentials block of this name", "nope")

@@ -46,6 +46,7 @@ def prefect_server(tmp_path_factory):
         stdout=log,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
+        preexec_fn=die_with_parent,
     )
     api = f"http://127.0.0.1:{port}/api"
     try:
@@ -64,6 +65,15 @@ def prefect_server(tmp_path_factory):
     finally:
         stop(server)
         log.close()
+
+
+def die_with_parent() -> None:
+    """In a child before exec: receive SIGTERM when the test process dies, however it dies, so
+    a killed test run leaves no server or serve behind (Linux's PR_SET_PDEATHSIG)."""
+    import ctypes
+    import signal
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
 
 
 def stop(process: subprocess.Popen, timeout: float = 120) -> bool:
@@ -165,6 +175,7 @@ def test_a_scheduled_import_runs_on_a_real_server(prefect_server, tmp_path, s3_e
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
+            preexec_fn=die_with_parent,
         )
     try:
         # generous: a loaded 2-core machine takes minutes to start serve and a flow-run process

@@ -129,33 +129,46 @@ def test_submitted_files_go_even_without_the_watcher(tmp_path, bucket, s3_client
     assert s3_client.get_object(Bucket=bucket, Key="sub/handed.pt")["Body"].read() == b"handed over"
 
 
-def test_cancelling_finishes_in_flight_files_and_leaves_no_partial_upload(
+def test_cancelling_abandons_in_flight_files_and_leaves_no_partial_upload(
     tmp_path, bucket, s3_client
 ):
+    from flows.result import TaskCancelled
+
     src = tmp_path / "src"
     src.mkdir()
     reports = str(tmp_path / "r")
-    thread, _, task_id = start(
+    thread, outcome, task_id = start(
         stream_export,
         source_dir=str(src),
         destination=f"s3://{bucket}/c",
         settle_seconds=0.2,
-        bandwidth_mbps=10,
+        bandwidth_mbps=1,
         report_dir=reports,
     )
-    (src / "big.bin").write_bytes(os.urandom(40 * 2**20))  # about 4 s at 10 MB/s
-    time.sleep(1.5)
+    (src / "big.bin").write_bytes(os.urandom(40 * 2**20))  # 42 s at 1 MB/s
+    deadline = time.monotonic() + 600
+    while not s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads"):  # in flight
+        assert thread.is_alive() and time.monotonic() < deadline
+        time.sleep(0.1)
     cancel(task_id)
+    asked = time.monotonic()
     thread.join(timeout=600)
     assert not thread.is_alive()
+    # abandoned, not finished: far sooner than the 42 s the upload needs (5 s on an idle machine)
+    assert time.monotonic() - asked < 30
     assert s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
-    objects = s3_client.list_objects_v2(Bucket=bucket).get("Contents", [])
-    assert all(o["Size"] == 40 * 2**20 for o in objects)  # complete, or not there at all
+    assert s3_client.list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0
     with get_client(sync_client=True) as client:
         from uuid import UUID
 
         assert client.read_flow_run(UUID(task_id)).state.type.value == "CANCELLED"
-    assert set(rows(reports)["status"]) <= {"ok"}
+    (row,) = rows(reports).to_dict("records")
+    assert (row["path"], row["status"]) == ("big.bin", "skipped")
+    assert row["reason"].startswith("cancelled")
+    # a Python caller learns it was cancelled, with what was done up to then
+    assert isinstance(outcome[0], TaskCancelled) and outcome[0].result.cancelled
+    assert {k: n for k, n in outcome[0].result.counts.items() if n} == {"skipped": 1}
+    assert outcome[0].result.exit_code == 3
 
 
 def test_stream_import_picks_up_objects_added_after_it_started(tmp_path, bucket, s3_client):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -21,6 +24,7 @@ from deployments.streams import (
     modify_stream,
     stop_stream,
 )
+from flows.result import TaskCancelled
 from flows.streams import stream_task
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
@@ -59,10 +63,49 @@ def test_create_stores_a_stream_and_its_limit(tmp_path, s3_client):
     )
     stream = load(name)
     assert stream.settings()["prefixes"] == ["/data/new/"]
-    assert "secret" not in str(stream.settings())  # the secret lives in its own Secret block
+    assert "secret" not in str(stream.settings())  # the secret lives in its credentials block
     assert stream.storage_options()["secret"] == "ferry-demo-secret"
     with get_client(sync_client=True) as client:
         assert client.read_global_concurrency_limit_by_name(limit_name(name)).limit == 4
+
+
+def test_a_streams_credentials_are_masked_by_the_api(tmp_path, s3_client):
+    import httpx
+    from prefect.settings import PREFECT_API_URL
+
+    bucket = tagged_bucket(s3_client)
+    name = unique()
+    create_stream(
+        name, str(tmp_path), f"s3://{bucket}/d", key="ferry-demo", secret="ferry-demo-secret"
+    )
+    block = load(name).credentials_block
+    api = PREFECT_API_URL.value()
+    found = httpx.post(f"{api}/block_documents/filter", json={}, timeout=30).json()
+    document = next(d for d in found if d["name"] == block)
+    for response in (
+        httpx.get(f"{api}/block_documents/{document['id']}", timeout=30),
+        httpx.post(f"{api}/block_documents/filter", json={}, timeout=30),
+        httpx.get(f"{api}/block_documents/{load(name)._block_document_id}", timeout=30),
+    ):
+        assert response.status_code == 200
+        assert "ferry-demo-secret" not in response.text
+    shown = httpx.get(f"{api}/block_documents/{document['id']}", timeout=30).json()["data"]
+    assert shown["secret"] == "********" and shown["key"] == "********"
+    # `prefect block inspect` shows stars too
+    inspect = subprocess.run(
+        [sys.executable, "-m", "prefect", "block", "inspect", f"ferry-s3-credentials/{block}"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PREFECT_API_URL": api},
+        timeout=300,
+    )
+    assert inspect.returncode == 0, inspect.stderr
+    assert "ferry-demo-secret" not in inspect.stdout + inspect.stderr
+    # the stream's tasks still get the real key
+    assert load(name).storage_options()["secret"] == "ferry-demo-secret"
+    delete_stream(name)  # the credentials go with it
+    with get_client(sync_client=True) as client, pytest.raises(ObjectNotFound):
+        client.read_block_document_by_name(block, "ferry-s3-credentials")
 
 
 @pytest.mark.parametrize(
@@ -242,7 +285,11 @@ def test_stop_cancels_a_running_task_and_refuses_new_ones(tmp_path, s3_client):
     runner.join(timeout=600)
     assert not runner.is_alive()
     copied = s3_client.list_objects_v2(Bucket=bucket).get("KeyCount", 0)
-    assert 0 < copied < 200  # in-flight files finished, the rest never started
+    assert 0 < copied < 200  # in-flight files abandoned, the rest never started
+    (cancelled,) = outcome
+    assert isinstance(cancelled, TaskCancelled)
+    assert cancelled.result.counts["ok"] == copied
+    assert cancelled.result.counts["skipped"] == 200 - copied
     with get_client(sync_client=True) as client:
         from deployments.streams import _stream_runs
 
