@@ -340,7 +340,9 @@ def stream_import(
         while True:
             items = plan_import(
                 list_bucket(bucket),
-                list_directory(directory, must_exist=False, read_state=True),
+                list_directory(
+                    directory, must_exist=False, read_state=True, clean_temporaries=True
+                ),
                 selected=selected,
             )
             todo = [i for i in items if i.action != "skip" and (i.path, i.etag) not in reported]

@@ -45,6 +45,7 @@ from tasks.partition import DEFAULT_BYTES, DEFAULT_FILES, partition
 from tasks.plan import APPLY_ACTIONS, final_status, plan_export, plan_import
 from tasks.preflight import empty_source
 from tasks.steps import apply_step, list_bucket_step, list_directory_step, report_step, verify_step
+from tasks.upload import abort_abandoned_uploads
 
 
 def _task_id() -> str:
@@ -90,9 +91,14 @@ def run_transfer(direction: str, source: str, destination: str, **options: Any) 
             overwrite=job.overwrite,
             selected=selected,
         )
+        if not job.dry_run:
+            keys = {bucket.key(i.path) for i in items if i.kind == "file"}
+            bucket.run(abort_abandoned_uploads, bucket.bucket, bucket.prefix, keys, now())
     else:
         src_future = list_bucket_step.submit(bucket)
-        dst_future = list_directory_step.submit(directory, must_exist=False, read_state=True)
+        dst_future = list_directory_step.submit(
+            directory, must_exist=False, read_state=True, clean_temporaries=True
+        )
         listed = src_future.result()
         if not listed and not options.get("allow_empty", False):
             raise empty_source(bucket)

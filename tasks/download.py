@@ -14,13 +14,12 @@ import contextlib
 import math
 import os
 import stat
-import uuid
 
 from tasks import progress
 from tasks.errors import is_transient
 from tasks.job import Job, Outcome
 from tasks.limits import TaskLimits
-from tasks.listing import STATE_XATTR, strip_etag
+from tasks.listing import STATE_XATTR, hold, strip_etag, temporary_name
 from tasks.metadata import SYNC_MTIME_KEY, restored_mtime, same_mtime
 from tasks.plan import UNCHANGED, Item
 from tasks.retry import backoff
@@ -97,9 +96,10 @@ async def import_item(
         unchanged = await _unchanged(client, job, key, item, target)
         if unchanged is not None:
             return unchanged
-    temporary = os.path.join(parent, f".ferry-{uuid.uuid4().hex}.part")
+    temporary = os.path.join(parent, temporary_name())
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
     try:
+        hold(fd)
         if item.size >= PARALLEL_THRESHOLD:
             response = await _ranged(client, job, limits, bucket, key, item, fd)
         else:

@@ -71,9 +71,15 @@ def kind_of(mode: int) -> str:
 
 
 def list_directory(
-    directory: Directory, *, must_exist: bool, read_state: bool = False
+    directory: Directory,
+    *,
+    must_exist: bool,
+    read_state: bool = False,
+    clean_temporaries: bool = False,
 ) -> list[Entry]:
-    """Every entry below `directory.root`, depth first, links not followed."""
+    """Every entry below `directory.root`, depth first, links not followed. ferry's own
+    temporary files are never listed; with `clean_temporaries` (an import's destination), those
+    that no live import holds are removed."""
     root = directory.root
     if not os.path.lexists(root):
         if must_exist:
@@ -98,6 +104,10 @@ def list_directory(
             entries.append(Entry(path=relative_dir, kind="dir", empty=not children))
         for child in reversed(children):
             name = child.name
+            if is_temporary(name):  # ferry's own: never part of the tree
+                if clean_temporaries:
+                    remove_if_abandoned(child.path)
+                continue
             relative = f"{relative_dir}/{name}" if relative_dir else name
             try:
                 st = child.stat(follow_symlinks=False)
@@ -119,6 +129,57 @@ def list_directory(
             )
     entries.sort(key=lambda e: e.path)
     return entries
+
+
+#: Import writes `<dir>/.ferry-<hex>.part`, holding an exclusive flock on it while it writes.
+TEMPORARY_PREFIX, TEMPORARY_SUFFIX = ".ferry-", ".part"
+#: A temporary file younger than this is left alone even when unlocked (its writer may be
+#: between creating and locking it).
+TEMPORARY_GRACE_SECONDS = 1
+
+
+def is_temporary(name: str) -> bool:
+    return name.startswith(TEMPORARY_PREFIX) and name.endswith(TEMPORARY_SUFFIX)
+
+
+def temporary_name() -> str:
+    import uuid
+
+    return f"{TEMPORARY_PREFIX}{uuid.uuid4().hex}{TEMPORARY_SUFFIX}"
+
+
+def hold(fd: int) -> None:
+    """Mark a temporary file as in use for as long as `fd` is open (released by the kernel
+    however the process ends, kill -9 included)."""
+    import fcntl
+
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def remove_if_abandoned(path: str) -> bool:
+    """Remove a temporary file of ferry's own that no live process holds (left by a killed
+    import). Never follows a link; a file someone holds, or a young one, stays."""
+    import fcntl
+    import time
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError:
+        return False
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or time.time() - st.st_mtime < TEMPORARY_GRACE_SECONDS:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False  # a live import is writing it
+        os.unlink(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 def _read_state(path: str) -> str | None:

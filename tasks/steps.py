@@ -33,9 +33,14 @@ STEP = {"cache_policy": NO_CACHE, "persist_result": False}
 
 @task(name="list-directory", **STEP)
 def list_directory_step(
-    directory: Directory, *, must_exist: bool, read_state: bool = False
+    directory: Directory, *, must_exist: bool, read_state: bool = False, clean_temporaries=False
 ) -> list[Entry]:
-    return list_directory(directory, must_exist=must_exist, read_state=read_state)
+    return list_directory(
+        directory,
+        must_exist=must_exist,
+        read_state=read_state,
+        clean_temporaries=clean_temporaries,
+    )
 
 
 @task(name="list-bucket", **STEP)

@@ -199,3 +199,17 @@ async def _abort(client, bucket: str, key: str, upload_id: str) -> None:
     # Best effort: without `complete` the object never appears anyway.
     with contextlib.suppress(Exception):
         await client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+
+
+async def abort_abandoned_uploads(client, bucket: str, prefix: str, keys: set[str], before) -> int:
+    """Abort the multipart uploads left under `prefix` by an export that was killed: those to a
+    key this export writes, started before it began (`before`, an aware datetime). Another
+    writer's upload to a key this export does not write is left alone. Returns how many."""
+    aborted = 0
+    paginator = client.get_paginator("list_multipart_uploads")
+    async for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+        for upload in page.get("Uploads", []):
+            if upload["Key"] in keys and upload["Initiated"] < before:
+                await _abort(client, bucket, upload["Key"], upload["UploadId"])
+                aborted += 1
+    return aborted
