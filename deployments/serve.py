@@ -77,6 +77,9 @@ def serve() -> None:
     is terminated here, so no flow-run process outlives `ferry serve`."""
     from prefect import serve as prefect_serve
 
+    from deployments.crashes import ensure_crash_automation
+
+    ensure_crash_automation()
     try:
         prefect_serve(*all_deployments(), print_starting_message=True)
     finally:

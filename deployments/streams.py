@@ -283,6 +283,9 @@ def create_stream(
                 GlobalConcurrencyLimitCreate(name=limit_name(name), limit=MAX_BATCH_TASKS)
             )
     stream.save(block_name(name))
+    from deployments.crashes import ensure_crash_automation
+
+    ensure_crash_automation()  # a killed task of the stream is marked Crashed
     return stream
 
 

@@ -12,6 +12,8 @@ def prefect_defaults(console_level: str | None = None) -> None:
     optionally a quieter console log. Settings already in the environment win."""
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # heartbeats let a server tell a killed run from a live one (deployments/crashes.py)
+    os.environ.setdefault("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", "30")
     if console_level:
         os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", console_level)
 

@@ -111,7 +111,8 @@ def stream_task(
     if job.startswith("stream-"):
         return _stream_task(settings, job, max_runtime, idle_timeout, report_dir)
     options = stream_options(settings, job, auto_update=auto_update, report_dir=report_dir)
-    with concurrency(limit_name(stream), occupy=1, strict=True):
+    # a killed run's slot comes back when its lease expires: 60 s, the least the server accepts
+    with concurrency(limit_name(stream), occupy=1, strict=True, lease_duration=60):
         if job == "import":
             return run_transfer("import", settings.bucket_url, settings.directory, **options)
         return run_transfer("export", settings.directory, settings.bucket_url, **options)

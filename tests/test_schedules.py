@@ -214,3 +214,72 @@ def test_a_scheduled_import_runs_on_a_real_server(prefect_server, tmp_path, s3_e
     while (left := processes_with(marker)) and time.monotonic() < deadline:
         time.sleep(1)
     assert not left, f"left running after ferry serve stopped: {left}"
+
+
+def test_a_killed_stream_task_is_marked_crashed_and_gives_its_slot_back(
+    prefect_server, tmp_path, s3_endpoint, s3_client
+):
+    api, env = prefect_server
+    env = {
+        **env,
+        **DEMO_CREDENTIALS,
+        "AWS_ENDPOINT_URL": s3_endpoint,
+        "FERRY_REPORT_DIR": str(tmp_path / "reports"),
+    }
+    bucket = f"crash-{uuid.uuid4().hex[:10]}"
+    s3_client.create_bucket(Bucket=bucket)
+    s3_client.put_bucket_tagging(
+        Bucket=bucket, Tagging={"TagSet": [{"Key": "ferry-dataflow", "Value": "true"}]}
+    )
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(200):
+        (src / f"f{i:03d}").write_bytes(b"x" * 100_000)  # 100 s at 0.2 MB/s
+    create = (
+        "from deployments.streams import create_stream; "
+        f"create_stream('crash', {str(src)!r}, 's3://{bucket}/out', bandwidth_mbps=0.2)"
+    )
+    subprocess.run([sys.executable, "-c", create], env=env, check=True, timeout=300)
+    task = subprocess.Popen(
+        [sys.executable, "-m", "flows.cli", "stream", "run", "crash", "export"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+        preexec_fn=die_with_parent,
+    )
+
+    def slots() -> int:
+        response = httpx.get(f"{api}/v2/concurrency_limits/ferry-stream-crash", timeout=30)
+        return response.json()["active_slots"]
+
+    def runs() -> list[dict]:
+        response = httpx.post(
+            f"{api}/flow_runs/filter",
+            json={"flow_runs": {"tags": {"all_": ["ferry-stream:crash"]}}},
+            timeout=30,
+        )
+        return response.json()
+
+    deadline = time.monotonic() + 600
+    while not (s3_client.list_objects_v2(Bucket=bucket).get("KeyCount", 0) and slots() == 1):
+        assert task.poll() is None and time.monotonic() < deadline, runs()
+        time.sleep(0.5)
+    (run,) = runs()
+    assert run["state"]["type"] == "RUNNING"
+    task.kill()  # kill -9 of the command running the flow
+    task.wait()
+    killed = time.monotonic()
+    crashed_after = freed_after = None
+    while crashed_after is None or freed_after is None:
+        state = httpx.get(f"{api}/flow_runs/{run['id']}", timeout=30).json()["state"]
+        if crashed_after is None and state["type"] == "CRASHED":
+            crashed_after = time.monotonic() - killed
+        if freed_after is None and slots() == 0:
+            freed_after = time.monotonic() - killed
+        assert time.monotonic() - killed < 600, (state, slots())
+        time.sleep(1)
+    # Prefect's mechanism: heartbeat 30 s + 45 s of silence; slot lease 60 s + 15 s pass
+    print(
+        f"killed run Crashed after {crashed_after:.0f} s, its slot free after {freed_after:.0f} s"
+    )
