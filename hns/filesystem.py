@@ -18,11 +18,12 @@ from typing import Any
 
 import fsspec
 from fsspec.spec import AbstractBufferedFile, AbstractFileSystem
+from sqlalchemy.exc import IntegrityError
 
 from hns.store import Entry, NamespaceError, Store, split
 from tasks.endpoints import s3_options
 
-#: Where objects go when a file's own path is already used by another object.
+#: Where the bytes of files written through hns:// go, each under a key of its own.
 FRESH_PREFIX = ".ferry-hns/"
 
 
@@ -313,19 +314,10 @@ class HNSFileSystem(AbstractFileSystem):
         self._link(path2, key)
 
     def _fresh_key(self, path: str) -> str:
-        """The object key for a new file's bytes: its own path when no entry uses that key and no
-        object has it, else a unique key. An existing object is never overwritten."""
-        bucket, parts = split(path)
-        key = "/".join(parts)
-        with self.store.begin() as conn:
-            ns = self.store.namespace(conn, bucket)
-            used = self.store.references(conn, ns, key)
-        if (
-            not used
-            and not key.startswith(FRESH_PREFIX)
-            and not self.objects.exists(f"{bucket}/{key}")
-        ):
-            return key
+        """The object key for a new file's bytes: a key of its own, used by no other write.
+        Two writers of one path never share an object, so the one that loses the race for the
+        entry can drop its object without touching the winner's."""
+        _, parts = split(path)
         return f"{FRESH_PREFIX}{uuid.uuid4().hex}/{parts[-1]}"
 
     def _link(self, path: str, key: str, *, exclusive: bool = False) -> None:
@@ -363,9 +355,13 @@ class HNSFileSystem(AbstractFileSystem):
                     etag=etag,
                     mtime_ns=time.time_ns(),
                 )
-        except BaseException:
+        except BaseException as exc:
             with contextlib.suppress(Exception):  # the entry never appeared: drop its object
                 self.objects.rm_file(f"{bucket}/{key}")
+            if isinstance(exc, IntegrityError):
+                raise FileExistsError(
+                    f"{path}: another writer created it at the same moment; this write was not kept"
+                ) from None
             raise
         self._delete_objects(doomed)
 
