@@ -16,6 +16,7 @@ import os
 import stat
 
 from tasks import progress
+from tasks.beneath import OutsideTree, opened_dir
 from tasks.errors import is_transient
 from tasks.job import Job, Outcome
 from tasks.limits import TaskLimits
@@ -32,38 +33,20 @@ CHUNK = 8 * 2**20
 WRITE_IN_LOOP = 2**20
 
 
-class OutsideDestination(OSError):
-    """Writing here would leave the destination directory (a symbolic link on the way)."""
+#: Writing here would leave the destination directory (a symbolic link on the way).
+OutsideDestination = OutsideTree
 
 
 class SafeDirectories:
-    """Creates directories below a root without ever following a symbolic link out of it."""
+    """Directories below a root, made and opened without ever following a symbolic link, so a
+    directory swapped for a link mid-run cannot send a write outside the destination."""
 
     def __init__(self, root: str) -> None:
         self.root = root
-        self._known: set[str] = {""}
 
-    def ensure(self, relative_dir: str) -> str:
-        """Make `root/relative_dir` (and its parents) exist as real directories; return its path."""
-        if relative_dir in self._known:
-            return os.path.join(self.root, *relative_dir.split("/")) if relative_dir else self.root
-        parent, _, name = relative_dir.rpartition("/")
-        base = self.ensure(parent)
-        path = os.path.join(base, name)
-        try:
-            os.mkdir(path)
-        except FileExistsError:
-            st = os.lstat(path)
-            if stat.S_ISLNK(st.st_mode):
-                raise OutsideDestination(
-                    f"a symbolic link at the destination is in the way: {relative_dir}"
-                ) from None
-            if not stat.S_ISDIR(st.st_mode):
-                raise NotADirectoryError(
-                    f"a file at the destination is in the way of directory {relative_dir}"
-                ) from None
-        self._known.add(relative_dir)
-        return path
+    def opened(self, relative_dir: str):
+        """Context manager: a descriptor of `root/relative_dir`, created as needed."""
+        return opened_dir(self.root, relative_dir, create=True)
 
 
 def _last_modified_ns(response) -> int | None:
@@ -71,11 +54,11 @@ def _last_modified_ns(response) -> int | None:
     return int(value.timestamp() * 1e9) if value is not None else None
 
 
-def _set_state(path: str, etag: str | None, mtime_ns: int) -> None:
+def _set_state(fd: int, etag: str | None, mtime_ns: int) -> None:
     if not etag:
         return
     with contextlib.suppress(OSError):  # no user xattrs here: reruns ask the store instead
-        os.setxattr(path, STATE_XATTR, f"{etag} {mtime_ns}".encode(), follow_symlinks=False)
+        os.setxattr(fd, STATE_XATTR, f"{etag} {mtime_ns}".encode())
 
 
 async def import_item(
@@ -84,35 +67,45 @@ async def import_item(
     bucket, key = job.bucket.bucket, job.bucket.key(item.path)
     parent_rel, _, name = item.path.rpartition("/")
     if item.action == "mkdir":
-        path = dirs.ensure(item.path)
         head = await client.head_object(Bucket=bucket, Key=key + "/")
         mtime, _ = restored_mtime(head.get("Metadata"), _last_modified_ns(head))
-        if mtime is not None and not os.listdir(path):
-            os.utime(path, ns=(mtime, mtime), follow_symlinks=False)
+        with dirs.opened(item.path) as dfd:
+            if mtime is not None and not os.listdir(dfd):
+                os.utime(dfd, ns=(mtime, mtime))
         return Outcome("ok", mtime_ns=mtime, action="mkdir")
-    parent = dirs.ensure(parent_rel)
-    target = os.path.join(parent, name)
-    if item.action == "check":
-        unchanged = await _unchanged(client, job, key, item, target)
-        if unchanged is not None:
-            return unchanged
-    temporary = os.path.join(parent, temporary_name())
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+    with dirs.opened(parent_rel) as dfd:
+        if item.action == "check":
+            unchanged = await _unchanged(client, job, key, item, dfd, name)
+            if unchanged is not None:
+                return unchanged
+        return await _download(client, job, limits, bucket, key, item, dfd, name)
+
+
+async def _download(client, job, limits, bucket, key, item, dfd: int, name: str) -> Outcome:
+    """Write the object under a temporary name in its directory (`dfd`), then rename it into
+    place: every step relative to the directory's descriptor, no link followed."""
+    temporary = temporary_name()
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(temporary, flags, 0o666, dir_fd=dfd)
     try:
         hold(fd)
         if item.size >= PARALLEL_THRESHOLD:
             response = await _ranged(client, job, limits, bucket, key, item, fd)
         else:
             response = await _whole(client, job, limits, bucket, key, item, fd)
+        mtime, _ = restored_mtime(response.get("Metadata"), _last_modified_ns(response))
+        os.utime(fd, ns=(mtime, mtime))
+        etag = strip_etag(response.get("ETag")) or item.etag
+        _set_state(fd, etag, mtime)
         os.close(fd)
         fd = -1
-        mtime, _ = restored_mtime(response.get("Metadata"), _last_modified_ns(response))
-        os.utime(temporary, ns=(mtime, mtime))
-        etag = strip_etag(response.get("ETag")) or item.etag
-        _set_state(temporary, etag, mtime)
-        if os.path.isdir(target) and not os.path.islink(target):
-            raise IsADirectoryError(f"a directory at the destination is in the way: {item.path}")
-        os.replace(temporary, target)
+        with contextlib.suppress(FileNotFoundError):
+            there = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+            if stat.S_ISDIR(there.st_mode):
+                raise IsADirectoryError(
+                    f"a directory at the destination is in the way: {item.path}"
+                )
+        os.replace(temporary, name, src_dir_fd=dfd, dst_dir_fd=dfd)
         temporary = None
         return Outcome("ok", bytes=item.size, checksum=etag, mtime_ns=mtime, action="copy")
     finally:
@@ -120,12 +113,12 @@ async def import_item(
             os.close(fd)
         if temporary is not None:
             with contextlib.suppress(FileNotFoundError):
-                os.unlink(temporary)
+                os.unlink(temporary, dir_fd=dfd)
 
 
-async def _unchanged(client, job: Job, key: str, item: Item, target: str) -> Outcome | None:
+async def _unchanged(client, job: Job, key: str, item: Item, dfd: int, name: str) -> Outcome | None:
     try:
-        st = os.lstat(target)
+        st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
     except FileNotFoundError:
         return None
     head = await client.head_object(Bucket=job.bucket.bucket, Key=key)
@@ -136,7 +129,12 @@ async def _unchanged(client, job: Job, key: str, item: Item, target: str) -> Out
         and same_mtime(st.st_mtime_ns, stored, whole_seconds=origin == SYNC_MTIME_KEY)
     ):
         etag = strip_etag(head.get("ETag"))
-        _set_state(target, etag, st.st_mtime_ns)
+        with contextlib.suppress(OSError):
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
+            try:
+                _set_state(fd, etag, st.st_mtime_ns)
+            finally:
+                os.close(fd)
         return Outcome("skipped", UNCHANGED, checksum=etag, mtime_ns=stored, action="skip")
     return None
 

@@ -18,6 +18,7 @@ import stat
 import zlib
 
 from tasks import progress
+from tasks.beneath import open_file, opened_dir, opened_dir_at
 from tasks.job import Job, Outcome
 from tasks.limits import TaskLimits
 from tasks.listing import strip_etag
@@ -50,22 +51,39 @@ async def export_item(client, job: Job, limits: TaskLimits, item: Item) -> Outco
         unchanged = await _unchanged(client, job, key, item)
         if unchanged is not None:
             return unchanged
+    # Everything is read relative to the walked directories, no link followed: a directory
+    # swapped for a link mid-run cannot make the export read outside the source tree.
+    root = job.directory.root
+    parent, _, name = item.path.rpartition("/")
     try:
-        st = os.lstat(path)
+        with opened_dir(root, parent) as dfd:
+            st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+            empty = stat.S_ISDIR(st.st_mode) and not _has_entries(dfd, name)
     except FileNotFoundError:
         return Outcome("failed", "vanished: the file was removed after it was listed")
     mode = st.st_mode
     if item.action == "mkdir" or stat.S_ISDIR(mode):
-        if not stat.S_ISDIR(mode) or os.listdir(path):
+        if not empty:
             return Outcome("failed", "changed since listing: no longer an empty directory")
         etag = await _put(client, job, key + "/", b"", st.st_mtime_ns)
         return Outcome("ok", bytes=0, checksum=etag, mtime_ns=st.st_mtime_ns, action="mkdir")
     if not stat.S_ISREG(mode):  # symbolic link (never followed), socket, FIFO, device
         etag = await _put(client, job, key, b"", st.st_mtime_ns)
         return Outcome("ok", bytes=0, checksum=etag, mtime_ns=st.st_mtime_ns, size=0, action="copy")
-    if st.st_size < MULTIPART_THRESHOLD:
-        return await _upload_small(client, job, limits, key, path)
-    return await _upload_multipart(client, job, limits, key, path)
+    fd = open_file(root, item.path)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return Outcome("failed", "changed since listing: no longer a regular file")
+        if st.st_size < MULTIPART_THRESHOLD:
+            return await _upload_small(client, job, limits, key, path, fd)
+        return await _upload_multipart(client, job, limits, key, path, fd)
+    finally:
+        os.close(fd)
+
+
+def _has_entries(dfd: int, name: str) -> bool:
+    with opened_dir_at(dfd, name) as fd:
+        return bool(os.listdir(fd))
 
 
 async def _unchanged(client, job: Job, key: str, item: Item) -> Outcome | None:
@@ -92,24 +110,29 @@ async def _put(
     return strip_etag(response.get("ETag"))
 
 
-def _read_all(path: str) -> tuple[bytes, os.stat_result, bytes]:
+def _read_all(path: str, fd: int) -> tuple[bytes, os.stat_result, bytes]:
     """The whole file, its stat and its MD5; fails if the file changes while it is read."""
-    with open(path, "rb") as f:
-        before = os.fstat(f.fileno())
-        data = f.read()
-        after = os.fstat(f.fileno())
+    before = os.fstat(fd)
+    chunks, offset = [], 0
+    while chunk := os.pread(fd, max(before.st_size - offset, 0) + 1, offset):
+        chunks.append(chunk)
+        offset += len(chunk)
+    data = b"".join(chunks)
+    after = os.fstat(fd)
     unchanged = (before.st_size, before.st_mtime_ns) == (after.st_size, after.st_mtime_ns)
     if not unchanged or len(data) != after.st_size:
         raise FileChanged(f"file changed while being read ({path})")
     return data, after, hashlib.md5(data).digest()
 
 
-async def _upload_small(client, job: Job, limits: TaskLimits, key: str, path: str) -> Outcome:
-    size = os.path.getsize(path)
+async def _upload_small(
+    client, job: Job, limits: TaskLimits, key: str, path: str, fd: int
+) -> Outcome:
+    size = os.fstat(fd).st_size
     if size <= SMALL_READ_IN_LOOP:
-        data, st, digest = _read_all(path)
+        data, st, digest = _read_all(path, fd)
     else:
-        data, st, digest = await asyncio.to_thread(_read_all, path)
+        data, st, digest = await asyncio.to_thread(_read_all, path, fd)
     await limits.bandwidth.acquire(len(data))
     etag = await _put(client, job, key, data, st.st_mtime_ns, digest)
     progress.advance(0, len(data))
@@ -118,9 +141,11 @@ async def _upload_small(client, job: Job, limits: TaskLimits, key: str, path: st
     )
 
 
-async def _upload_multipart(client, job: Job, limits: TaskLimits, key: str, path: str) -> Outcome:
+async def _upload_multipart(
+    client, job: Job, limits: TaskLimits, key: str, path: str, fd: int
+) -> Outcome:
+    """Parts read from `fd` (owned by the caller)."""
     bucket = job.bucket.bucket
-    fd = os.open(path, os.O_RDONLY)
     upload_id = None
     try:
         before = os.fstat(fd)
@@ -183,7 +208,6 @@ async def _upload_multipart(client, job: Job, limits: TaskLimits, key: str, path
             "ok", bytes=size, checksum=etag, mtime_ns=before.st_mtime_ns, size=size, action="copy"
         )
     finally:
-        os.close(fd)
         if upload_id is not None:
             await asyncio.shield(_abort(client, bucket, key, upload_id))
 
