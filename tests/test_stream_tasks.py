@@ -154,8 +154,10 @@ def test_cancelling_abandons_in_flight_files_and_leaves_no_partial_upload(
     asked = time.monotonic()
     thread.join(timeout=600)
     assert not thread.is_alive()
-    # abandoned, not finished: far sooner than the 42 s the upload needs (5 s on an idle machine)
-    assert time.monotonic() - asked < 30
+    # abandoned, not finished: far sooner than the 42 s the upload needs
+    took = time.monotonic() - asked
+    print(f"cancelled run ended {took:.1f} s after Cancelling was set")
+    assert took < 30
     assert s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
     assert s3_client.list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0
     with get_client(sync_client=True) as client:

@@ -333,3 +333,29 @@ def test_delete_removes_deployments_limit_and_stream(tmp_path, s3_client):
         load(name)
     assert (tmp_path).exists()
     assert s3_client.list_objects_v2(Bucket=bucket)["KeyCount"] == 1  # the data stays
+
+
+def test_ferry_stream_run_stopped_prints_its_summary_and_exits_3(tmp_path, s3_client, capsys):
+    from flows.cli import main
+
+    bucket = tagged_bucket(s3_client)
+    slow_tree(tmp_path / "src", 200, 50_000)  # 50 s at 0.2 MB/s
+    name = unique()
+    create_stream(name, str(tmp_path / "src"), f"s3://{bucket}/out", bandwidth_mbps=0.2)
+    code = []
+    runner = threading.Thread(
+        target=lambda: code.append(
+            main(["stream", "run", name, "export", "--report-dir", str(tmp_path / "r")])
+        )
+    )
+    runner.start()
+    deadline = time.monotonic() + 600
+    while not s3_client.list_objects_v2(Bucket=bucket).get("KeyCount", 0):  # it is copying
+        assert runner.is_alive() and time.monotonic() < deadline
+        time.sleep(0.2)
+    stop_stream(name)
+    runner.join(timeout=600)
+    assert code == [3]
+    out = capsys.readouterr().out
+    assert "skipped" in out and "manifest: " + str(tmp_path / "r") in out
+    delete_stream(name)  # at most ten streams per file system
