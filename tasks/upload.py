@@ -228,12 +228,17 @@ async def _abort(client, bucket: str, key: str, upload_id: str) -> None:
 async def abort_abandoned_uploads(client, bucket: str, prefix: str, keys: set[str], before) -> int:
     """Abort the multipart uploads left under `prefix` by an export that was killed: those to a
     key this export writes, started before it began (`before`, an aware datetime). Another
-    writer's upload to a key this export does not write is left alone. Returns how many."""
+    writer's upload to a key this export does not write is left alone. Best effort: a store or
+    credentials that do not allow listing uploads leave them to the bucket's lifecycle rules.
+    Returns how many."""
     aborted = 0
     paginator = client.get_paginator("list_multipart_uploads")
-    async for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
-        for upload in page.get("Uploads", []):
-            if upload["Key"] in keys and upload["Initiated"] < before:
-                await _abort(client, bucket, upload["Key"], upload["UploadId"])
-                aborted += 1
+    try:
+        async for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+            for upload in page.get("Uploads", []):
+                if upload["Key"] in keys and upload["Initiated"] < before:
+                    await _abort(client, bucket, upload["Key"], upload["UploadId"])
+                    aborted += 1
+    except Exception:  # noqa: BLE001 - best effort: credentials may not allow listing uploads
+        pass
     return aborted
