@@ -616,7 +616,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "credentials":
             return _credentials_command(args)
         if args.command == "serve":
-            Console().waiting_for_prefect()
+            _need_a_server()
             from deployments.serve import serve
 
             serve()
@@ -654,6 +654,19 @@ def _warn_plain_secrets(**sides) -> None:
             f"ferry: warning: {', '.join(found)} given as a storage option is stored with the "
             "Prefect flow run in clear; use --credentials-block instead",
             file=sys.stderr,
+        )
+
+
+def _need_a_server() -> None:
+    """Serving needs a real Prefect server: the temporary local API has no scheduler, and it
+    would vanish with this process."""
+    from flows.local_api import needs_local_api
+    from tasks.errors import UsageError
+
+    if needs_local_api():
+        raise UsageError(
+            "ferry serve needs a running Prefect server: start one with `prefect server start` "
+            "and set PREFECT_API_URL=http://127.0.0.1:4200/api"
         )
 
 

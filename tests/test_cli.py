@@ -479,3 +479,18 @@ def test_a_missing_credentials_block_is_one_line(tmp_path, bucket):
         env={"PREFECT_API_URL": PREFECT_API_URL.value()},
     )
     assert_one_line_error(proc, "no ferry-s3-credentials block of this name", "nope")
+
+
+def test_serve_without_a_prefect_server_is_one_line():
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "serve"],
+        capture_output=True,
+        text=True,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        timeout=120,
+    )
+    assert_one_line_error(
+        proc, "ferry serve needs a running Prefect server", "prefect server start"
+    )
