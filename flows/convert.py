@@ -22,7 +22,7 @@ from flows.options import (
     MetadataUrl,
     ReportDirOption,
     StorageOptions,
-    Url,
+    WholeBucket,
     described,
 )
 from flows.result import TaskResult
@@ -115,7 +115,7 @@ def manifest_rows(bucket: BucketPrefix, plan: ConversionPlan, verified=None) -> 
 @flow(name="ferry-convert", log_prints=False)
 @described
 def convert_to_hns(
-    bucket_url: Url,
+    bucket_url: WholeBucket,
     *,
     metadata: MetadataUrl,
     credentials_block: CredentialsBlock = None,

@@ -17,7 +17,19 @@ from pydantic.fields import FieldInfo
 
 Url = Annotated[
     str,
-    Field(min_length=1, description="A directory path, or an S3 URL (s3://bucket/prefix)."),
+    Field(min_length=1, description="A directory path, or an S3 URL (`s3://bucket/prefix`)."),
+]
+DirectoryPath = Annotated[
+    str,
+    Field(min_length=1, description="A directory: a local path or a mounted file system."),
+]
+BucketUrl = Annotated[
+    str,
+    Field(min_length=1, description="A bucket prefix: `s3://bucket/prefix` (or `s3://bucket`)."),
+]
+WholeBucket = Annotated[
+    str,
+    Field(min_length=1, description="A whole bucket, `s3://bucket`, with no prefix."),
 ]
 StorageOptions = Annotated[
     dict[str, Any] | None,
@@ -40,7 +52,7 @@ Globs = Annotated[
     list[str] | None,
     Field(
         description="Glob patterns. A pattern without '/' matches a name in any directory "
-        "(*.bin); one with '/' matches the path from the root (ckpt/*/model.pt)."
+        "(`*.bin`); one with '/' matches the path from the root (`ckpt/*/model.pt`)."
     ),
 ]
 Overwrite = Annotated[

@@ -19,8 +19,10 @@ from flows.credentials import for_url, warn_plain_secrets
 from flows.options import (
     AllowEmpty,
     Bandwidth,
+    BucketUrl,
     Concurrency,
     CredentialsBlock,
+    DirectoryPath,
     DryRun,
     Globs,
     Overwrite,
@@ -29,7 +31,6 @@ from flows.options import (
     ReportDirOption,
     Retries,
     StorageOptions,
-    Url,
     VerifyMode,
     described,
 )
@@ -177,8 +178,8 @@ def make_root(directory: Directory) -> None:
 @flow(name="ferry-export", log_prints=False)
 @described
 def export_data(
-    source: Url,
-    destination: Url,
+    source: DirectoryPath,
+    destination: BucketUrl,
     *,
     credentials_block: CredentialsBlock = None,
     source_options: StorageOptions = None,
@@ -203,8 +204,8 @@ def export_data(
 @flow(name="ferry-import", log_prints=False)
 @described
 def import_data(
-    source: Url,
-    destination: Url,
+    source: BucketUrl,
+    destination: DirectoryPath,
     *,
     credentials_block: CredentialsBlock = None,
     source_options: StorageOptions = None,

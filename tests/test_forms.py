@@ -1,0 +1,29 @@
+"""What the Prefect UI's run forms say: the parameter schema each flow registers."""
+
+from __future__ import annotations
+
+from flows import convert_to_hns, export_data, import_data
+
+
+def form(flow) -> dict[str, str]:
+    return {name: p.get("description", "") for name, p in flow.parameters.properties.items()}
+
+
+def test_each_flow_describes_its_own_source_and_destination():
+    assert "directory" in form(export_data)["source"]
+    assert "s3://bucket/prefix" in form(export_data)["destination"]
+    assert "s3://bucket/prefix" in form(import_data)["source"]
+    assert "directory" in form(import_data)["destination"]
+    assert "whole bucket" in form(convert_to_hns)["bucket_url"]
+
+
+def test_glob_help_keeps_its_stars_in_code_spans():
+    assert "`*.bin`" in form(export_data)["include"]
+    assert "`ckpt/*/model.pt`" in form(import_data)["exclude"]
+
+
+def test_credentials_block_is_on_every_form():
+    from flows import verify_data
+
+    for flow in (export_data, import_data, verify_data, convert_to_hns):
+        assert "ferry-s3-credentials" in form(flow)["credentials_block"]
