@@ -541,11 +541,16 @@ class Console:
             soft_wrap=True,
             highlight=False,
         )
+        standard = ("ok", "skipped", "rejected", "failed")
         counts = " · ".join(
-            f"[red]{c.get(k, 0)} {k}[/red]"
-            if k in ("rejected", "failed") and c.get(k, 0)
-            else f"{c.get(k, 0)} {k}"
-            for k in ("ok", "skipped", "rejected", "failed")
+            [
+                f"[red]{c.get(k, 0)} {k}[/red]"
+                if k in ("rejected", "failed") and c.get(k, 0)
+                else f"{c.get(k, 0)} {k}"
+                for k in standard
+            ]
+            # conversion's own outcomes (renamed, directory, ...), shown, not hidden
+            + [f"{n} {k}" for k, n in sorted(c.items()) if k not in standard and n]
         )
         self.out.print(
             f"  {counts}   {result.bytes / MB:,.1f} MB in {seconds:.1f} s "
@@ -555,7 +560,22 @@ class Console:
         )
         if not result.ok:
             self._problems(result.manifest)
+        if result.job == "convert":
+            self._renames(result.manifest, would=result.dry_run)
         self.out.print(f"  manifest: {result.manifest}", soft_wrap=True, highlight=False)
+
+    def _renames(self, manifest: str, *, would: bool, limit: int = 50) -> None:
+        import pandas as pd
+
+        frame = pd.read_parquet(manifest, columns=["path", "new_path", "rule"])
+        moved = frame[frame["new_path"].notna() & (frame["new_path"] != frame["path"])]
+        verb = "would rename" if would else "renamed"
+        for row in moved.head(limit).itertuples():
+            self.out.print(
+                f"  {verb} {row.path} → {row.new_path} ({row.rule})", markup=False, highlight=False
+            )
+        if len(moved) > limit:
+            self.out.print(f"  ... and {len(moved) - limit} more (see the manifest)")
 
     def _problems(self, manifest: str, limit: int = 10) -> None:
         import pandas as pd

@@ -203,6 +203,14 @@ def test_convert_check_only_lists_renames_and_exits_0(tmp_path, bucket, s3_clien
     result = json.loads(capsys.readouterr().out)
     assert code == 0 and result["dry_run"] and result["counts"]["renamed"] == 1
     code = main(
+        ["convert", f"s3://{bucket}", "--metadata", metadata, "--check-only"]
+        + ["--report-dir", str(tmp_path / "r")]
+    )
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "1 renamed" in out  # conversion's counts are shown, not hidden
+    assert "would rename a → a.file." in out  # every rename is listed
+    code = main(
         ["convert", f"s3://{bucket}", "--metadata", metadata, "--report-dir", str(tmp_path / "r")]
     )
     assert code == 0
