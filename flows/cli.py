@@ -30,33 +30,6 @@ def _quiet_prefect(verbose: bool) -> None:
     prefect_defaults(None if verbose else "CRITICAL")
 
 
-def _size(text: str) -> int:
-    """'2000', '512M', '2G', '1.5GiB' → bytes."""
-    units = {
-        "": 1,
-        "k": 10**3,
-        "m": 10**6,
-        "g": 10**9,
-        "t": 10**12,
-        "ki": 2**10,
-        "mi": 2**20,
-        "gi": 2**30,
-        "ti": 2**40,
-    }
-    value = text.strip().lower().removesuffix("b")
-    number = value.rstrip("kmgti")
-    unit = value[len(number) :]
-    if unit not in units:
-        raise argparse.ArgumentTypeError(f"not a size: {text!r} (try 512M or 2G)")
-    try:
-        amount = float(number) * units[unit]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a size: {text!r} (try 512M or 2G)") from None
-    if amount < 1:
-        raise argparse.ArgumentTypeError(f"size must be positive: {text!r}")
-    return int(amount)
-
-
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -77,10 +50,11 @@ def _bounded(option):
         try:
             return TypeAdapter(option).validate_python(text, strict=False)
         except ValidationError as exc:
-            message = exc.errors()[0]["msg"]
-            raise argparse.ArgumentTypeError(
-                f"{message[0].lower()}{message[1:]}: {text!r}"
-            ) from None
+            message = exc.errors()[0]["msg"].removeprefix("Value error, ")
+            message = f"{message[0].lower()}{message[1:]}"
+            if repr(text) not in message:
+                message += f": {text!r}"
+            raise argparse.ArgumentTypeError(message) from None
 
     return convert
 
@@ -161,7 +135,7 @@ def _add_transfer_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--partition-bytes",
-        type=_size,
+        type=_bounded(options.PartitionBytes),
         default=2 * 2**30,
         help="most bytes per partition, e.g. 512M, 2G (default: 2GiB)",
     )

@@ -12,7 +12,7 @@ import typing
 from collections.abc import Callable
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import Field
+from pydantic import BeforeValidator, Field, WithJsonSchema
 from pydantic.fields import FieldInfo
 
 Url = Annotated[
@@ -85,9 +85,33 @@ PartitionFiles = Annotated[
     int,
     Field(ge=1, description="Most entries in one partition (one Prefect task run)."),
 ]
+
+
+def parse_size(value: Any) -> Any:
+    """'2000', '512M', '2G', '1.5GiB' → bytes (an int passes through; bounds are checked after)."""
+    if not isinstance(value, str):
+        return value
+    units = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
+    units |= {"ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}
+    text = value.strip().lower().removesuffix("b")
+    number = text.rstrip("kmgti")
+    unit = text[len(number) :]
+    try:
+        return int(float(number) * units[unit])
+    except (KeyError, ValueError):
+        raise ValueError(f"not a size: {value!r} (try 512M or 2GiB)") from None
+
+
 PartitionBytes = Annotated[
     int,
-    Field(ge=1, description="Most bytes in one partition (one Prefect task run)."),
+    BeforeValidator(parse_size),
+    # the form takes a number of bytes or a size with its unit
+    WithJsonSchema({"anyOf": [{"type": "integer", "minimum": 1}, {"type": "string"}]}),
+    Field(
+        ge=1,
+        description="Most bytes in one partition (one Prefect task run): a number of bytes, or "
+        "a size such as `512M` or `2GiB`.",
+    ),
 ]
 ReportDirOption = Annotated[
     str | None,

@@ -27,3 +27,19 @@ def test_credentials_block_is_on_every_form():
 
     for flow in (export_data, import_data, verify_data, convert_to_hns):
         assert "ferry-s3-credentials" in form(flow)["credentials_block"]
+
+
+def test_partition_bytes_takes_a_size_with_its_unit(tmp_path, bucket, prefect_api):
+    schema = export_data.parameters.properties["partition_bytes"]
+    assert {"type": "string"} in schema["anyOf"]  # the form accepts "2GiB"
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(3):
+        (src / f"f{i}").write_bytes(b"x" * 600_000)
+    result = export_data(
+        str(src), f"s3://{bucket}/sz", partition_bytes="1MB", report_dir=str(tmp_path / "r")
+    )
+    assert result.ok and result.counts["ok"] == 3
+    import pandas as pd
+
+    assert pd.read_parquet(result.manifest)["partition"].nunique() == 3  # 600 kB each, 1 MB cap
