@@ -316,7 +316,7 @@ def test_importing_an_empty_prefix_exits_2_naming_it_unless_allowed(tmp_path, s3
 
 
 def test_an_unforeseen_error_is_one_line_with_its_own_exit_code(tmp_path, s3_endpoint, bucket):
-    # a report directory that is a file fails where ferry did not foresee it (until it checks)
+    # a malformed config_kwargs reaches s3fs: an error no check of ferry's foresees
     src = tmp_path / "src"
     src.mkdir()
     (src / "f").write_bytes(b"1")
