@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 _WHERE = {
     "TaskResult": "flows.result",
     "TaskCancelled": "flows.result",
+    "EntriesFailed": "flows.result",
     "convert_to_hns": "flows.convert",
     "export_data": "flows.transfer",
     "import_data": "flows.transfer",
@@ -29,6 +30,7 @@ _WHERE = {
 __all__ = [
     "AccessDenied",
     "DestinationUnusable",
+    "EntriesFailed",
     "FerryError",
     "SourceMissing",
     "StoreUnreachable",
@@ -46,7 +48,7 @@ assert set(__all__) == set(_WHERE)
 
 if TYPE_CHECKING:
     from flows.convert import convert_to_hns
-    from flows.result import TaskCancelled, TaskResult
+    from flows.result import EntriesFailed, TaskCancelled, TaskResult
     from flows.stream_tasks import stream_export, stream_import
     from flows.transfer import export_data, import_data
     from flows.verify import verify_data

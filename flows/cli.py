@@ -18,7 +18,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from flows.exit_codes import EXIT_CANCELLED, EXIT_CANNOT_RUN, EXIT_OK, EXIT_UNEXPECTED
+from flows.exit_codes import EXIT_CANNOT_RUN, EXIT_OK, EXIT_UNEXPECTED
 
 MB = 1_000_000
 
@@ -595,7 +595,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _quiet_prefect(args.verbose or args.command == "serve")  # a service's log is its output
-    from flows.result import TaskCancelled
+    from flows.result import EntriesFailed, TaskCancelled
     from tasks.errors import FerryError
 
     try:
@@ -616,9 +616,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             serve()
             return EXIT_OK
         return _transfer_command(args)
-    except TaskCancelled as exc:
+    except (TaskCancelled, EntriesFailed) as exc:  # the run ended Cancelled / Failed
         Console().summary(exc.result, as_json=getattr(args, "json", False))
-        return EXIT_CANCELLED
+        return exc.result.exit_code
     except FerryError as exc:
         print(f"ferry: error: {exc}", file=sys.stderr)
         return EXIT_CANNOT_RUN

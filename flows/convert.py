@@ -14,6 +14,7 @@ import time
 from prefect import flow, task
 from prefect.runtime import flow_run
 
+from flows import runview
 from flows.credentials import for_url, warn_plain_secrets
 from flows.options import (
     CheckOnly,
@@ -25,7 +26,7 @@ from flows.options import (
     WholeBucket,
     described,
 )
-from flows.result import TaskResult
+from flows.result import TaskResult, ends_truthfully, state_message
 from hns.convert import (
     ConversionRefused,
     NotEligible,
@@ -113,6 +114,7 @@ def manifest_rows(bucket: BucketPrefix, plan: ConversionPlan, verified=None) -> 
 
 
 @flow(name="ferry-convert", log_prints=False)
+@ends_truthfully
 @described
 def convert_to_hns(
     bucket_url: WholeBucket,
@@ -152,7 +154,7 @@ def convert_to_hns(
     verified = None
     if plan.problems and not check_only:
         report.write_part("plan", manifest_rows(bucket, plan))
-        summary = _report(report, bucket, started)
+        summary = _report(report, bucket, started).summary
         shown = "; ".join(f"{d.key!r}: {d.reason}" for d in plan.problems[:5])
         more = f" (and {len(plan.problems) - 5} more)" if len(plan.problems) > 5 else ""
         raise ConversionRefused(
@@ -178,7 +180,11 @@ def convert_to_hns(
         commit_step(store, ns_id)
         verified = verify_step(store, bucket, plan)
     report.write_part("plan", manifest_rows(bucket, plan, verified))
-    return TaskResult.from_summary(_report(report, bucket, started, dry_run=check_only))
+    done = _report(report, bucket, started, dry_run=check_only)
+    result = TaskResult.from_summary(done.summary)
+    runview.publish(done)
+    runview.log_summary(done, state_message(result))
+    return result
 
 
 def _report(report: ReportDir, bucket: BucketPrefix, started: float, dry_run: bool = False):

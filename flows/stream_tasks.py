@@ -14,6 +14,7 @@ import os
 import queue
 import threading
 import time
+from collections import Counter
 from uuid import UUID
 
 from prefect import flow
@@ -36,7 +37,8 @@ from flows.options import (
     WatchFiles,
     described,
 )
-from flows.result import TaskResult, cancelled_state
+from flows.result import TaskResult, ends_truthfully, state_message
+from flows.runview import log_batch
 from tasks import cancel
 from tasks import limits as task_limits
 from tasks.apply import apply_partition
@@ -47,6 +49,7 @@ from tasks.manifest import ReportDir, check_report_dir, now
 from tasks.partition import Partition
 from tasks.plan import APPLY_ACTIONS, final_status, plan_export, plan_import
 from tasks.report import counts_of, merge
+from tasks.runlog import run_logger
 from tasks.watch import Pending, Watcher
 
 SUBMISSION_KEY = "ferry-submit"
@@ -121,6 +124,7 @@ class _Session:
         self.max_runtime, self.idle_timeout = max_runtime, idle_timeout
         self.started = self.last_work = time.monotonic()
         self.batches = 0
+        self.troubled = 0  # batches with a failed or rejected entry
         self._cancel = cancel.Watch(job.task_id)
 
     def __enter__(self) -> _Session:
@@ -155,8 +159,19 @@ class _Session:
                 f"decided-{self.batches:05d}",
                 [decided_row(self.job, i, final_status(i), i.reason, now()) for i in decided],
             )
+        started = time.monotonic()
+        counts = Counter(final_status(i) for i in decided)
+        nbytes, problems = (
+            0,
+            [(i.path, "rejected", i.reason) for i in decided if final_status(i) == "rejected"][:3],
+        )
         if work:
-            apply_partition(self.job, Partition(self.batches, tuple(work)), self.report)
+            done = apply_partition(self.job, Partition(self.batches, tuple(work)), self.report)
+            counts.update(done.counts)
+            nbytes, problems = done.bytes, problems + list(done.problems)
+        log_batch(self.batches, counts, nbytes, time.monotonic() - started, problems)
+        if counts.get("failed") or counts.get("rejected"):
+            self.troubled += 1
         self.batches += 1
         self.last_work = time.monotonic()
         self.publish()
@@ -167,7 +182,9 @@ class _Session:
         counts = counts_of(table)
         nbytes = int(sum(b or 0 for b in table.column("bytes").to_pylist())) if len(table) else 0
         create_markdown_artifact(
-            f"# ferry {self.name}\n\n{self.batches} batches; "
+            f"# ferry {self.name}\n\n{self.batches} batches"
+            + (f" ({self.troubled} with failed or rejected entries)" if self.troubled else "")
+            + "; "
             + ", ".join(f"{v} {k}" for k, v in counts.items())
             + f"; {nbytes:,} bytes\n\nManifest: `{manifest}`",
             key=f"ferry-{self.name}-status",
@@ -183,11 +200,13 @@ class _Session:
             manifest=manifest,
         )
 
-    def result(self, reason: str):
-        """The task's result; a Cancelled state (carrying it) when it was cancelled."""
+    def result(self, reason: str) -> TaskResult:
+        """The task's result (`cancelled` when it was); the flow's state follows from it: Failed
+        when any entry of any batch failed."""
         result = self.publish()
+        run_logger().info("stream task ended (%s): %s", reason, state_message(result))
         if reason == "cancelled":
-            return cancelled_state(result)
+            return result.model_copy(update={"cancelled": True})
         return result
 
 
@@ -202,6 +221,7 @@ def _announce(task_id: str, root: str) -> None:
 
 
 @flow(name="ferry-stream-export", log_prints=False)
+@ends_truthfully
 @described
 def stream_export(
     source_dir: Url,
@@ -300,6 +320,7 @@ def _entries(root: str, paths: list[str]) -> list[Entry]:
 
 
 @flow(name="ferry-stream-import", log_prints=False)
+@ends_truthfully
 @described
 def stream_import(
     source: Url,

@@ -15,7 +15,7 @@ from prefect.concurrency.sync import concurrency
 from prefect.runtime import flow_run
 
 from flows.options import IdleTimeout, MaxRuntime, ReportDirOption, described
-from flows.result import TaskResult
+from flows.result import TaskResult, ends_truthfully
 from flows.transfer import run_transfer
 from tasks.partition import DEFAULT_BYTES, DEFAULT_FILES
 
@@ -87,6 +87,7 @@ def _stream_task(settings, job: str, max_runtime, idle_timeout, report_dir):
 
 
 @flow(name="ferry-stream-task", log_prints=False)
+@ends_truthfully
 @described
 def stream_task(
     stream: str,

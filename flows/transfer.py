@@ -11,10 +11,10 @@ import time
 from typing import Any
 
 from prefect import flow
-from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.futures import as_completed
 from prefect.runtime import flow_run
 
+from flows import runview
 from flows.credentials import for_url, warn_plain_secrets
 from flows.options import (
     AllowEmpty,
@@ -34,9 +34,10 @@ from flows.options import (
     VerifyMode,
     described,
 )
-from flows.result import TaskResult, cancelled_state
+from flows.result import TaskResult, ends_truthfully, state_message
 from tasks import cancel, progress
 from tasks import limits as task_limits
+from tasks.apply import PartitionResult
 from tasks.endpoints import Directory, transfer_endpoints
 from tasks.errors import DestinationUnusable
 from tasks.job import Job, decided_row
@@ -44,7 +45,7 @@ from tasks.listing import Filter, without_reports
 from tasks.manifest import ReportDir, check_report_dir, now
 from tasks.partition import DEFAULT_BYTES, DEFAULT_FILES, partition
 from tasks.plan import APPLY_ACTIONS, final_status, plan_export, plan_import
-from tasks.preflight import empty_source
+from tasks.preflight import check_bucket, check_directory, empty_source
 from tasks.steps import apply_step, list_bucket_step, list_directory_step, report_step, verify_step
 from tasks.upload import abort_abandoned_uploads
 
@@ -54,6 +55,7 @@ def _task_id() -> str:
 
 
 def run_transfer(direction: str, source: str, destination: str, **options: Any) -> TaskResult:
+    """The pipeline of one export or import; its TaskResult (`cancelled` when it was)."""
     started = time.monotonic()
     warn_plain_secrets(
         source_options=options["source_options"], destination_options=options["destination_options"]
@@ -81,6 +83,9 @@ def run_transfer(direction: str, source: str, destination: str, **options: Any) 
         dry_run=options["dry_run"],
     )
     report = ReportDir(check_report_dir(options["report_dir"]), task_id)
+    # a wrong path or bucket fails here, as one line, before any task run
+    check_directory(directory, must_exist=direction == "export")
+    check_bucket(bucket)
 
     if direction == "export":
         src_future = list_directory_step.submit(directory, must_exist=True)
@@ -122,20 +127,21 @@ def run_transfer(direction: str, source: str, destination: str, **options: Any) 
     parts = partition(
         work, max_files=options["partition_files"], max_bytes=options["partition_bytes"]
     )
+    runview.log_plan(direction, items, len(parts), dry_run=job.dry_run)
     progress.planned(len(work), sum(i.size for i in work))
-    tracker = create_progress_artifact(
-        progress=0.0 if parts else 100.0,
-        key=f"ferry-{direction}-progress",
-        description=f"{len(parts)} partitions, {len(work)} entries",
-    )
     with cancel.Watch(task_id) as watch:
         try:
-            _apply_partitions(job, parts, report, tracker)
+            with runview.Progress(
+                f"ferry-{direction}-progress", task_id, len(work), sum(i.size for i in work)
+            ):
+                _apply_partitions(job, parts, report)
         finally:
             task_limits.release(task_id)
+    if watch.event.is_set():
+        runview.run_logger().warning("cancelled: writing the manifest of what was done")
 
     verification = verify_step(job, report) if job.verify != "none" and not job.dry_run else {}
-    summary = report_step(
+    done = report_step(
         report,
         verification,
         job=direction,
@@ -144,26 +150,29 @@ def run_transfer(direction: str, source: str, destination: str, **options: Any) 
         seconds=time.monotonic() - started,
         dry_run=job.dry_run,
     )
-    result = TaskResult.from_summary(summary)
+    result = TaskResult.from_summary(done.summary)
     if watch.event.is_set():
-        return cancelled_state(result)
+        result = result.model_copy(update={"cancelled": True})
+    runview.publish(done)
+    runview.log_summary(done, state_message(result))
     return result
 
 
-def _apply_partitions(job: Job, parts, report: ReportDir, tracker) -> None:
-    """One Prefect task run per partition, through the flow's task runner; the progress artifact
-    moves as each finishes. A partition that could not even record its rows gets failed rows."""
+def _apply_partitions(job: Job, parts, report: ReportDir) -> None:
+    """One Prefect task run per partition, through the flow's task runner, each logged as it
+    ends. A partition that could not even record its rows gets failed rows."""
+    started = time.monotonic()
     futures = {apply_step.submit(job, p, report): p for p in parts}
-    for done, future in enumerate(as_completed(list(futures)), start=1):
+    for future in as_completed(list(futures)):
+        part = futures[future]
         try:
-            future.result()
+            done = future.result()
         except Exception as exc:
-            part = futures[future]
-            rows = [
-                decided_row(job, i, "failed", f"partition failed: {exc}", now()) for i in part.items
-            ]
-            report.write_part(f"part-{part.index:05d}", rows)
-        update_progress_artifact(tracker, progress=100.0 * done / len(parts))
+            reason = f"partition failed: {exc}"
+            rows = [decided_row(job, i, "failed", reason, now()) for i in part.items]
+            part_file = report.write_part(f"part-{part.index:05d}", rows)
+            done = PartitionResult(part.index, {"failed": len(rows)}, 0, part_file)
+        runview.log_partition(part.index, len(parts), done, time.monotonic() - started)
 
 
 def make_root(directory: Directory) -> None:
@@ -176,6 +185,7 @@ def make_root(directory: Directory) -> None:
 
 
 @flow(name="ferry-export", log_prints=False)
+@ends_truthfully
 @described
 def export_data(
     source: DirectoryPath,
@@ -202,6 +212,7 @@ def export_data(
 
 
 @flow(name="ferry-import", log_prints=False)
+@ends_truthfully
 @described
 def import_data(
     source: BucketUrl,

@@ -8,6 +8,7 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
+from flows import runview
 from flows.credentials import for_url, warn_plain_secrets
 from flows.options import (
     CredentialsBlock,
@@ -18,7 +19,7 @@ from flows.options import (
     VerifyMode,
     described,
 )
-from flows.result import TaskResult
+from flows.result import TaskResult, ends_truthfully, state_message
 from tasks.endpoints import parse_endpoint
 from tasks.listing import Filter
 from tasks.manifest import ReportDir, check_report_dir
@@ -32,6 +33,7 @@ def compare_step(source, destination, *, mode: str, selected: Filter) -> list[di
 
 
 @flow(name="ferry-verify", log_prints=False)
+@ends_truthfully
 @described
 def verify_data(
     source: Url,
@@ -57,7 +59,7 @@ def verify_data(
     report = ReportDir(check_report_dir(report_dir), task_id)
     rows = compare_step(src, dst, mode=verify, selected=selected)
     report.write_part("compare", rows)
-    summary = report_step(
+    done = report_step(
         report,
         {},
         job="verify",
@@ -65,4 +67,7 @@ def verify_data(
         destination=dst.display,
         seconds=time.monotonic() - started,
     )
-    return TaskResult.from_summary(summary)
+    result = TaskResult.from_summary(done.summary)
+    runview.publish(done)
+    runview.log_summary(done, state_message(result))
+    return result

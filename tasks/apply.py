@@ -12,12 +12,13 @@ import contextlib
 from collections import Counter
 from dataclasses import dataclass
 
-from tasks import cancel, progress
+from tasks import cancel
 from tasks import limits as task_limits
 from tasks.download import OutsideDestination, SafeDirectories, import_item
 from tasks.errors import describe, is_transient
 from tasks.job import Job, Outcome, row
 from tasks.manifest import ReportDir, now
+from tasks.names import printable
 from tasks.partition import Partition
 from tasks.plan import Item
 from tasks.retry import backoff
@@ -30,18 +31,35 @@ class PartitionResult:
     counts: dict[str, int]
     bytes: int
     part_file: str
+    #: the first few rejected or failed entries: (path, status, reason)
+    problems: tuple[tuple[str, str, str], ...] = ()
 
 
 def apply_partition(job: Job, part: Partition, report: ReportDir) -> PartitionResult:
     """Copy one partition and write its manifest part file. Blocking; runs the transfers on
     s3fs's event loop."""
-    rows = job.bucket.run(copy_items, job, part)
+    from tasks.runlog import run_logger
+
+    rows = job.bucket.run(copy_items, job, part, run_logger())
     part_file = report.write_part(f"part-{part.index:05d}", rows)
     counts = Counter(r["status"] for r in rows)
-    return PartitionResult(part.index, dict(counts), sum(r["bytes"] or 0 for r in rows), part_file)
+    problems = tuple(
+        (r["path"], r["status"], r["reason"] or "")
+        for r in rows
+        if r["status"] in ("rejected", "failed")
+    )[:PROBLEMS_SHOWN]
+    return PartitionResult(
+        part.index, dict(counts), sum(r["bytes"] or 0 for r in rows), part_file, problems
+    )
 
 
-async def copy_items(client, job: Job, part: Partition) -> list[dict]:
+#: How many rejected or failed entries a partition's log line names.
+PROBLEMS_SHOWN = 3
+
+
+async def copy_items(client, job: Job, part: Partition, log=None) -> list[dict]:
+    """Every entry of the partition, copied `job.concurrency` at a time; `log` (the run's logger)
+    gets a line for each retry, and one when a cancellation abandons the transfers in flight."""
     limits = task_limits.for_task(
         job.task_id, bandwidth_mbps=job.bandwidth_mbps, concurrency=job.concurrency
     )
@@ -82,16 +100,24 @@ async def copy_items(client, job: Job, part: Partition) -> list[dict]:
                     break
                 except Exception as exc:
                     if attempts < job.retries and is_transient(exc):
+                        if log is not None:
+                            log.warning(
+                                "retrying %s (attempt %d of %d failed: %s)",
+                                printable(item.path),
+                                attempts,
+                                job.retries,
+                                describe(exc),
+                            )
                         with contextlib.suppress(Abandoned):
                             await unless_stopped(asyncio.sleep(backoff(attempts)), stop)
                         if not stop.is_set():
                             continue
                     outcome = Outcome("failed", describe(exc))
                     break
-            progress.advance(1, 0)
+            limits.count(1, 0)
             return settled(item, outcome, attempts, started)
 
-    watcher = asyncio.ensure_future(_watch(job.task_id, stop))
+    watcher = asyncio.ensure_future(_watch(job.task_id, stop, log))
     try:
         return list(await asyncio.gather(*(one(item) for item in part.items)))
     finally:
@@ -108,9 +134,11 @@ class Abandoned(Exception):
     """The task was cancelled while this transfer was in flight; its cleanup has run."""
 
 
-async def _watch(task_id: str, stop: asyncio.Event) -> None:
+async def _watch(task_id: str, stop: asyncio.Event, log=None) -> None:
     while not cancel.requested(task_id):
         await asyncio.sleep(STOP_POLL_SECONDS)
+    if log is not None:
+        log.warning("cancelled: abandoning the transfers in flight and starting no new ones")
     stop.set()
 
 

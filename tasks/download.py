@@ -15,7 +15,6 @@ import math
 import os
 import stat
 
-from tasks import progress
 from tasks.beneath import OutsideTree, opened_dir
 from tasks.errors import is_transient
 from tasks.job import Job, Outcome
@@ -154,7 +153,7 @@ async def _whole(client, job: Job, limits: TaskLimits, bucket: str, key: str, it
         _write_all(fd, data)
     else:
         await asyncio.to_thread(_write_all, fd, data)
-    progress.advance(0, len(data))
+    limits.count(0, len(data))
     return response
 
 
@@ -211,7 +210,7 @@ async def _stream(body, fd: int, position: int, limits: TaskLimits) -> int:
             await limits.bandwidth.acquire(len(buffer))
             await asyncio.to_thread(_write_all, fd, buffer, position)
             position += len(buffer)
-            progress.advance(0, len(buffer))
+            limits.count(0, len(buffer))
             buffer = bytearray()
         if not chunk:
             return position

@@ -12,6 +12,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from tasks import progress
+
 MB = 1_000_000
 
 
@@ -43,6 +45,20 @@ class TaskLimits:
     part_concurrency: int
     _gates: dict = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    #: entries settled and bytes moved so far by the task in this process (read by the flow's
+    #: progress artifact; bytes count as they move, not when an entry ends)
+    files_done: int = 0
+    bytes_done: int = 0
+
+    def count(self, files: int, nbytes: int) -> None:
+        with self._lock:
+            self.files_done += files
+            self.bytes_done += nbytes
+        progress.advance(files, nbytes)
+
+    def done(self) -> tuple[int, int]:
+        with self._lock:
+            return self.files_done, self.bytes_done
 
     def _gate(self, name: str, size: int) -> asyncio.Semaphore:
         loop = asyncio.get_running_loop()
@@ -75,6 +91,12 @@ def for_task(
             limits = TaskLimits(Bandwidth(rate), concurrency, part_concurrency)
             _registry[task_id] = limits
         return limits
+
+
+def peek(task_id: str) -> TaskLimits | None:
+    """The task's limits in this process, if any partition has started."""
+    with _registry_lock:
+        return _registry.get(task_id)
 
 
 def release(task_id: str) -> None:

@@ -55,6 +55,15 @@ class Summary:
         }
 
 
+@dataclass(frozen=True)
+class Report:
+    """What the report step hands the flow: the summary, and the first rejected and failed rows
+    (path, status, reason, kind, size, attempts)."""
+
+    summary: Summary
+    problems: list[dict]
+
+
 def apply_verification(table: pa.Table, results: Mapping[str, tuple[bool, str | None]]) -> pa.Table:
     """Set `verified` from the verify step; an entry that failed verification becomes `failed`."""
     if not results or table.num_rows == 0:
@@ -99,7 +108,7 @@ def merge(report: ReportDir) -> pa.Table:
     return table.sort_by([("path", "ascending")]) if table.num_rows else table
 
 
-def markdown(summary: Summary, problems: pa.Table) -> str:
+def markdown(summary: Summary, problems: list[dict]) -> str:
     c = summary.counts
     lines = [
         f"# ferry {summary.job}{' (dry run)' if summary.dry_run else ''}",
@@ -114,15 +123,10 @@ def markdown(summary: Summary, problems: pa.Table) -> str:
         "",
         f"Manifest: `{summary.manifest}`",
     ]
-    if problems.num_rows:
-        lines += ["", f"{problems.num_rows} entries were rejected or failed; first reasons:", ""]
-        for path, status, reason in zip(
-            problems.column("path").to_pylist()[:10],
-            problems.column("status").to_pylist()[:10],
-            problems.column("reason").to_pylist()[:10],
-            strict=True,
-        ):
-            lines.append(f"- `{path}`: {status}: {reason}")
+    troubled = c.get("rejected", 0) + c.get("failed", 0)
+    if troubled:
+        lines += ["", f"{troubled} entries were rejected or failed; first reasons:", ""]
+        lines += [f"- `{p['path']}`: {p['status']}: {p['reason']}" for p in problems[:10]]
     return "\n".join(lines)
 
 

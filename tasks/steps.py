@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import pyarrow as pa
 from prefect import task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from tasks.apply import PartitionResult, apply_partition
@@ -18,11 +17,11 @@ from tasks.listing import Entry, list_bucket, list_directory
 from tasks.manifest import ReportDir
 from tasks.partition import Partition
 from tasks.report import (
+    Report,
     Summary,
     apply_verification,
     counts_of,
     failures_table,
-    markdown,
     merge,
     problems_of,
 )
@@ -74,7 +73,9 @@ def report_step(
     destination: str,
     seconds: float,
     dry_run: bool = False,
-) -> Summary:
+) -> Report:
+    """Merge the parts into the manifest and write the summary file. The artifacts are made by
+    the flow (`flows.runview.publish`), so they show on the flow run."""
     table = apply_verification(merge(report), verification)
     manifest = report.write_manifest(table)
     summary = Summary(
@@ -89,19 +90,4 @@ def report_step(
         dry_run=dry_run,
     )
     report.write_summary(summary.as_dict())
-    create_table_artifact(
-        [{**summary.counts, "bytes": summary.bytes, "manifest": manifest}],
-        key=f"ferry-{job}-counts",
-        description=f"ferry {job}: counts by status",
-    )
-    problems = problems_of(table)
-    create_markdown_artifact(
-        markdown(summary, problems), key=f"ferry-{job}-summary", description=f"ferry {job} summary"
-    )
-    if problems.num_rows:
-        create_table_artifact(
-            failures_table(problems),
-            key=f"ferry-{job}-failures",
-            description="Rejected and failed entries (first 500)",
-        )
-    return summary
+    return Report(summary, failures_table(problems_of(table)))

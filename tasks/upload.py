@@ -17,7 +17,6 @@ import os
 import stat
 import zlib
 
-from tasks import progress
 from tasks.beneath import open_file, opened_dir, opened_dir_at
 from tasks.job import Job, Outcome
 from tasks.limits import TaskLimits
@@ -135,7 +134,7 @@ async def _upload_small(
         data, st, digest = await asyncio.to_thread(_read_all, path, fd)
     await limits.bandwidth.acquire(len(data))
     etag = await _put(client, job, key, data, st.st_mtime_ns, digest)
-    progress.advance(0, len(data))
+    limits.count(0, len(data))
     return Outcome(
         "ok", bytes=len(data), checksum=etag, mtime_ns=st.st_mtime_ns, size=len(data), action="copy"
     )
@@ -184,7 +183,7 @@ async def _upload_multipart(
                     return response
 
                 response = await retrying(job.retries, once)
-                progress.advance(0, length)
+                limits.count(0, length)
                 part = {"PartNumber": number, "ETag": response["ETag"], "ChecksumCRC32": crc32}
                 return part, digest
 

@@ -66,6 +66,33 @@ def manifest_rows(result) -> dict[str, dict]:
     return {row["path"]: row for row in frame.to_dict("records")}
 
 
+def run_logs(flow_run_id) -> list[tuple[str, str]]:
+    """(level name, message) of every log line of a flow run and its task runs, as the Prefect
+    API holds them (the UI's log tab), oldest first."""
+    import logging
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.client.schemas.sorting import LogSort
+    from prefect.logging.handlers import APILogWorker
+
+    APILogWorker.drain_all(timeout=30)
+    with get_client(sync_client=True) as client:
+        logs = client.read_logs(
+            LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])),
+            sort=LogSort.TIMESTAMP_ASC,
+        )
+    return [(logging.getLevelName(log.level), log.message) for log in logs]
+
+
+def flow_run_of(result):
+    """The flow run (from the API) behind a TaskResult."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        return client.read_flow_run(result.task_id)
+
+
 def bucket_objects(client, bucket: str, prefix: str = "") -> dict[str, dict]:
     """{key: head_object response} for every object under the prefix."""
     found = {}

@@ -9,7 +9,7 @@ import threading
 import pytest
 from conftest import manifest_rows
 
-from flows import import_data
+from flows import EntriesFailed, import_data
 from tasks.endpoints import transfer_endpoints
 from tasks.job import Job
 from tasks.listing import list_bucket
@@ -126,8 +126,11 @@ def test_a_failing_object_does_not_stop_the_others(tmp_path, bucket, s3_client, 
     put(s3_client, bucket, "f/blocked/inner.txt", b"x")
     for i in range(20):
         put(s3_client, bucket, f"f/ok/{i}.txt", b"y")
-    result = import_data(f"s3://{bucket}/f", str(dest), report_dir=reports)
+    with pytest.raises(EntriesFailed) as failed:  # the flow run ends Failed
+        import_data(f"s3://{bucket}/f", str(dest), report_dir=reports)
+    result = failed.value.result
     assert result.counts["ok"] == 20 and result.counts["failed"] == 1
+    assert str(failed.value) == f"21 entries: 1 failed, 20 ok; manifest: {result.manifest}"
     row = manifest_rows(result)["blocked/inner.txt"]
     assert row["status"] == "failed" and "in the way" in row["reason"]
     assert (dest / "blocked").read_bytes() == b"a file where a directory must go"

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from conftest import manifest_rows
+from conftest import flow_run_of, manifest_rows, run_logs
 from flaky_proxy import FlakyProxy
 
-from flows import export_data, import_data
+from flows import EntriesFailed, export_data, import_data
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
@@ -38,14 +38,29 @@ def test_a_lasting_store_error_fails_one_object_and_the_rest_carry_on(
         s3_client.put_object(Bucket=bucket, Key=f"d/ok-{i}", Body=b"fine")
     s3_client.put_object(Bucket=bucket, Key="d/doomed", Body=b"never")
     with FlakyProxy(s3_endpoint, {"/d/doomed": -1}) as proxy:
-        result = import_data(
-            f"s3://{bucket}/d",
-            str(tmp_path / "dst"),
-            retries=3,
-            report_dir=reports,
-            source_options={"endpoint_url": proxy.url},
-        )
+        with pytest.raises(EntriesFailed) as failed:
+            import_data(
+                f"s3://{bucket}/d",
+                str(tmp_path / "dst"),
+                retries=3,
+                report_dir=reports,
+                source_options={"endpoint_url": proxy.url},
+            )
         assert proxy.seen["/d/doomed"] == 3
+    result = failed.value.result
+    # the run's log (the UI's log tab) names each retry with its error, and the failure
+    logs = run_logs(result.task_id)
+    retries = [m for level, m in logs if m.startswith("retrying doomed")]
+    assert [r.split(" failed:")[0] for r in retries] == [
+        "retrying doomed (attempt 1 of 3",
+        "retrying doomed (attempt 2 of 3",
+    ]
+    assert all("ServiceUnavailable" in r for r in retries)
+    assert ("ERROR", f"11 entries: 1 failed, 10 ok; manifest: {result.manifest}") in logs
+    assert any(
+        level == "WARNING" and m.startswith("failed doomed: ServiceUnavailable") for level, m in logs
+    )
+    assert flow_run_of(result).state.type.value == "FAILED"
     rows = manifest_rows(result)
     assert result.counts == {"ok": 10, "skipped": 0, "rejected": 0, "failed": 1}
     assert rows["doomed"]["attempts"] == 3

@@ -7,7 +7,7 @@ import os
 import pytest
 from conftest import manifest_rows
 
-from flows import export_data, verify_data
+from flows import EntriesFailed, export_data, verify_data
 from tasks.endpoints import transfer_endpoints
 from tasks.job import Job
 from tasks.verify import verify_copied
@@ -41,7 +41,9 @@ def test_verify_data_reports_each_kind_of_difference(tmp_path, bucket, s3_client
     s3_client.delete_object(Bucket=bucket, Key="v/gone")
     s3_client.put_object(Bucket=bucket, Key="v/extra", Body=b"?")
 
-    quick = verify_data(str(src), f"s3://{bucket}/v", report_dir=reports)
+    with pytest.raises(EntriesFailed) as failed:  # differences fail the run
+        verify_data(str(src), f"s3://{bucket}/v", report_dir=reports)
+    quick = failed.value.result
     rows = manifest_rows(quick)
     assert rows["same"]["status"] == "ok" and rows["content"]["status"] == "ok"
     assert rows["size"]["reason"].startswith("size differs")
@@ -50,15 +52,18 @@ def test_verify_data_reports_each_kind_of_difference(tmp_path, bucket, s3_client
     assert rows["extra"]["reason"] == "only at destination"
     assert quick.exit_code == 1
 
-    deep = verify_data(str(src), f"s3://{bucket}/v", verify="checksum", report_dir=reports)
+    with pytest.raises(EntriesFailed) as failed:
+        verify_data(str(src), f"s3://{bucket}/v", verify="checksum", report_dir=reports)
+    deep = failed.value.result
     assert manifest_rows(deep)["content"]["reason"] == "content differs"
     assert manifest_rows(deep)["same"]["verified"]
 
 
 def test_verify_data_copies_nothing(tmp_path, bucket, s3_client, reports):
     make(tmp_path / "src", {"a": b"1"})
-    result = verify_data(str(tmp_path / "src"), f"s3://{bucket}/nothing", report_dir=reports)
-    assert result.counts["failed"] == 1
+    with pytest.raises(EntriesFailed) as failed:
+        verify_data(str(tmp_path / "src"), f"s3://{bucket}/nothing", report_dir=reports)
+    assert failed.value.result.counts["failed"] == 1
     assert s3_client.list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0
 
 
