@@ -33,9 +33,7 @@ def artifacts_of(flow_run_id) -> dict[str, object]:
     return {a.key: a for a in found}
 
 
-def test_only_rejected_entries_complete_with_a_message_saying_how_many(
-    tmp_path, bucket, reports
-):
+def test_only_rejected_entries_complete_with_a_message_saying_how_many(tmp_path, bucket, reports):
     src = tmp_path / "src"
     src.mkdir()
     (src / "fine.txt").write_bytes(b"fine")
@@ -110,7 +108,9 @@ def test_progress_moves_by_files_and_bytes_while_one_partition_copies(
     with get_client(sync_client=True) as client:
         while worker.is_alive():
             found = client.read_artifacts(
-                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["ferry-import-progress"]))
+                artifact_filter=ArtifactFilter(
+                    key=ArtifactFilterKey(any_=["ferry-import-progress"])
+                )
             )
             seen += [(a.data, a.description) for a in found if a.created > since]
             time.sleep(0.2)
