@@ -1,9 +1,12 @@
 """Deployments: the flows users trigger from the Prefect UI, and each data stream's own.
 
 `ferry serve` serves, in one process: `ferry-export`, `ferry-import`, `ferry-verify` and
-`ferry-convert` (parameter forms with every option explained), and for each stream its `import`
-and `export` deployments, plus an interval schedule importing its auto-update prefixes when the
-stream has automatic update on. A stopped stream's deployments are served paused.
+`ferry-convert` (parameter forms with every option explained, and the named schedules of
+`ferry schedule`), and for each stream its `import` and `export` deployments, plus an interval
+schedule importing its auto-update prefixes when the stream has automatic update on. A stopped
+stream's deployments are served paused; a stream created while it runs is served within
+STREAM_POLL_SECONDS. Registering a deployment never sends its schedules, so schedules added in
+the UI survive a restart.
 
 Automatic updates of one stream never overlap: a run that comes due while the previous one still
 runs is cancelled before it starts a process (the deployment's concurrency limit of one, with
@@ -21,21 +24,30 @@ from datetime import timedelta
 
 from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
 
+from deployments.schedules import keeping_schedules
 from deployments.streams import all_streams
 from flows.streams import stream_tag, stream_task
 
+#: Seconds between two looks for streams created while `ferry serve` runs.
+STREAM_POLL_SECONDS = 5.0
+#: After SIGTERM, `ferry serve` is gone within this many seconds, even with the server gone.
+STOP_SECONDS = 5.0
+AUTO_UPDATE_SLUG = "auto-update"
+
 
 def stream_deployments(name: str, stream) -> list:
-    """The deployments of one stream."""
+    """The deployments of one stream. They are served paused when the stream is stopped; their
+    schedules (the auto-update interval, which `ferry serve` keeps in step with the stream, and
+    any added in the UI) are left as they are on the server."""
     paused = stream.state != "enabled"
     tags = [stream_tag(name), "ferry"]
+    common = {"tags": tags, "paused": paused}
     found = [
         stream_task.to_deployment(
             name=f"{name}-{job}",
             parameters={"stream": name, "job": job},
-            tags=tags,
-            paused=paused,
             description=f"Batch {job} on data stream {name}: {stream.description}".strip(": "),
+            **common,
         )
         for job in ("import", "export")
     ]
@@ -44,46 +56,132 @@ def stream_deployments(name: str, stream) -> list:
             stream_task.to_deployment(
                 name=f"{name}-auto-update",
                 parameters={"stream": name, "job": "import", "auto_update": True},
-                interval=timedelta(minutes=stream.refresh_minutes),
                 concurrency_limit=ConcurrencyLimitConfig(
                     limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW
                 ),
-                tags=tags,
-                paused=paused,
                 description=f"Imports {', '.join(stream.prefixes)} of data stream {name} every "
                 f"{stream.refresh_minutes:g} minutes.",
+                **common,
             )
         )
-    return found
+    return [keeping_schedules(d, keep_paused=False) for d in found]
 
 
-def all_deployments() -> list:
-    from flows import convert_to_hns, export_data, import_data, verify_data
+def ensure_auto_update(deployment_id, minutes: float) -> None:
+    """The auto-update deployment's own schedule (slug auto-update), at the stream's interval;
+    other schedules on it (added in the UI) stay."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import DeploymentScheduleCreate
+    from prefect.client.schemas.schedules import IntervalSchedule
 
-    found = [
-        export_data.to_deployment(name="export", tags=["ferry"]),
-        import_data.to_deployment(name="import", tags=["ferry"]),
-        verify_data.to_deployment(name="verify", tags=["ferry"]),
-        convert_to_hns.to_deployment(name="convert", tags=["ferry"]),
-    ]
-    for name, stream in all_streams().items():
-        found += stream_deployments(name, stream)
-    return found
+    every = IntervalSchedule(interval=timedelta(minutes=minutes))
+    with get_client(sync_client=True) as client:
+        for existing in client.read_deployment_schedules(deployment_id):
+            if existing.slug == AUTO_UPDATE_SLUG:
+                if getattr(existing.schedule, "interval", None) != every.interval:
+                    client.update_deployment_schedule(deployment_id, existing.id, schedule=every)
+                return
+        client.create_deployment_schedules(
+            deployment_id, [DeploymentScheduleCreate(schedule=every, slug=AUTO_UPDATE_SLUG)]
+        )
+
+
+def job_deployments() -> list:
+    from deployments.schedules import job_deployment
+
+    return [job_deployment(job) for job in ("export", "import", "verify", "convert")]
 
 
 def serve() -> None:
-    """Serve every deployment until interrupted (Ctrl-C or SIGTERM). Stopping ends the flow runs
-    it started: Prefect's runner cancels them, and whatever of them is still alive when it returns
-    is terminated here, so no flow-run process outlives `ferry serve`."""
-    from prefect import serve as prefect_serve
+    """Serve every deployment until interrupted (Ctrl-C or SIGTERM): ferry's four jobs (with the
+    schedules `ferry schedule` and the UI put on them) and every data stream's, including
+    streams created while it runs. Stopping ends the flow runs it started, and takes at most
+    STOP_SECONDS even when the Prefect server is already gone."""
+    import asyncio
 
     from deployments.crashes import ensure_crash_automation
 
     ensure_crash_automation()
     try:
-        prefect_serve(*all_deployments(), print_starting_message=True)
+        asyncio.run(_serve(job_deployments()))
+    except KeyboardInterrupt:
+        pass
     finally:
         end_processes(descendants(os.getpid()))
+
+
+async def _serve(jobs: list) -> None:
+    import asyncio
+
+    from prefect.runner import Runner
+
+    class FerryRunner(Runner):
+        def handle_sigterm(self, *args, **kwargs) -> None:
+            _stop_within(STOP_SECONDS)
+            super().handle_sigterm(*args, **kwargs)
+
+    # pause_on_shutdown=False: a deployment is paused only because its stream is stopped (or a
+    # user paused it), never because ferry serve stopped; its scheduled runs then show Late
+    runner = FerryRunner(name=f"ferry-serve-{os.getpid()}", pause_on_shutdown=False)
+    served: set[str] = set()
+    for deployment in jobs:
+        await runner.aadd_deployment(deployment)
+    await _add_streams(runner, served)
+    print(
+        "ferry serve: serving ferry-export, ferry-import, ferry-verify, ferry-convert and "
+        f"{len(served)} data stream(s); Ctrl-C or SIGTERM stops it",
+        flush=True,
+    )
+
+    async def watch_streams() -> None:
+        while True:
+            await asyncio.sleep(STREAM_POLL_SECONDS)
+            try:
+                await _add_streams(runner, served)
+            except Exception as exc:  # noqa: BLE001 - the API may be away for a moment
+                runner._logger.warning("could not look for new data streams: %s", exc)
+
+    watcher = asyncio.ensure_future(watch_streams())
+    try:
+        await runner.start()
+    finally:
+        watcher.cancel()
+
+
+async def _add_streams(runner, served: set[str]) -> None:
+    """Serve the streams not served yet (all of them at start; new ones as they appear)."""
+    import asyncio
+
+    streams = await asyncio.to_thread(all_streams)
+    for name, stream in streams.items():
+        if name in served:
+            continue
+        # to_deployment is async-dispatching: built in a thread, it returns deployments
+        for deployment in await asyncio.to_thread(stream_deployments, name, stream):
+            deployment_id = await runner.aadd_deployment(deployment)
+            if deployment.name.endswith("-auto-update"):
+                await asyncio.to_thread(ensure_auto_update, deployment_id, stream.refresh_minutes)
+        served.add(name)
+        if runner.started:
+            print(f"ferry serve: now serving data stream {name}", flush=True)
+
+
+def _stop_within(seconds: float) -> None:
+    """Whatever the runner's own shutdown waits for (an API that is gone), the process ends
+    after `seconds`: its flow-run processes are ended, then it exits."""
+    import threading
+
+    def deadline() -> None:
+        time.sleep(seconds)
+        print(
+            f"ferry serve: still stopping after {seconds:g} s (is the Prefect API gone?): "
+            "ending the flow runs still in flight and exiting",
+            flush=True,
+        )
+        end_processes(descendants(os.getpid()), grace=1.5)
+        os._exit(0)
+
+    threading.Thread(target=deadline, daemon=True, name="ferry-stop-deadline").start()
 
 
 def descendants(pid: int) -> list[int]:

@@ -322,6 +322,13 @@ def modify_stream(name: str, **changes: Any) -> DataStream:
             raise StreamError("; ".join(problems), where=name)
         stream.prefixes = [*stream.prefixes, *added]
     stream.save(block_name(name), overwrite=True)
+    if changes.get("refresh_minutes") is not None:  # a served auto-update follows at once
+        from deployments.serve import ensure_auto_update
+
+        with get_client(sync_client=True) as client:
+            for deployment in _stream_deployments(client, name):
+                if deployment.name == f"{name}-auto-update":
+                    ensure_auto_update(deployment.id, stream.refresh_minutes)
     return stream
 
 
@@ -428,6 +435,47 @@ def delete_stream(name: str) -> None:
             except ObjectNotFound:
                 continue
             client.delete_block_document(document.id)
+
+
+def deployment_states(name: str) -> list[dict[str, Any]]:
+    """Each deployment of the stream and what Prefect will really do with it: a deployment is
+    paused because the stream is stopped, or paused in Prefect by someone else while the stream
+    is enabled, or active and served by a running `ferry serve` (its runner polls it), or active
+    with nobody serving it (its scheduled runs wait, Late)."""
+    stream = load(name)
+    found = []
+    with get_client(sync_client=True) as client:
+        for deployment in sorted(_stream_deployments(client, name), key=lambda d: d.name):
+            status = getattr(deployment.status, "value", deployment.status)
+            served = status == "READY"
+            if stream.state != "enabled":
+                what = (
+                    "paused because the stream is stopped: Prefect makes no scheduled run, and "
+                    "a run started by hand is refused; `ferry stream enable` resumes it"
+                )
+            elif deployment.paused:
+                what = (
+                    "paused in Prefect although the stream is enabled (paused in the UI, or by "
+                    "an older ferry serve on its way out): Prefect makes no scheduled run until "
+                    "it is resumed; `ferry serve` resumes it when it starts"
+                )
+            elif served:
+                what = "active and served by ferry serve: runs start as they come due"
+            else:
+                what = (
+                    "active but not served (no ferry serve is polling it): Prefect makes the "
+                    "scheduled runs, and they wait, Late, until `ferry serve` starts"
+                )
+            found.append(
+                {
+                    "deployment": f"ferry-stream-task/{deployment.name}",
+                    "paused": bool(deployment.paused),
+                    "served": served,
+                    "last_polled": deployment.last_polled,
+                    "what_prefect_does": what,
+                }
+            )
+    return found
 
 
 def recent_tasks(name: str, limit: int = 10) -> list[dict[str, Any]]:

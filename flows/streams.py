@@ -7,6 +7,7 @@ fifth waits its turn, and a stream whose limit is gone cannot run. A stopped str
 
 from __future__ import annotations
 
+import contextlib
 from typing import Literal
 
 from prefect import flow
@@ -18,6 +19,7 @@ from flows.options import IdleTimeout, MaxRuntime, ReportDirOption, described
 from flows.result import TaskResult, ends_truthfully
 from flows.transfer import run_transfer
 from tasks.partition import DEFAULT_BYTES, DEFAULT_FILES
+from tasks.runlog import run_logger
 
 Job = Literal["import", "export", "stream-import", "stream-export"]
 
@@ -86,6 +88,46 @@ def _stream_task(settings, job: str, max_runtime, idle_timeout, report_dir):
     )
 
 
+#: The state name of a batch task of a stream waiting for one of its four slots (a Running state,
+#: so heartbeats and cancellation work as usual; the UI shows the name).
+AWAITING_SLOT = "AwaitingStreamSlot"
+
+
+@contextlib.contextmanager
+def stream_slot(stream: str):
+    """Hold one of the stream's four slots while copying. A slot held by a killed run comes back
+    when its lease expires: 60 s, the least the server accepts. When all four are taken, the run
+    says so: its state is named AwaitingStreamSlot, with a message and a log line, until a slot
+    frees (so six runs of which four copy no longer look alike)."""
+    from deployments.streams import MAX_BATCH_TASKS, limit_name
+
+    name = limit_name(stream)
+    with contextlib.ExitStack() as held:
+        try:
+            held.enter_context(
+                concurrency(name, occupy=1, strict=True, lease_duration=60, timeout_seconds=1)
+            )
+        except TimeoutError:
+            waiting = f"waiting for one of data stream {stream}'s {MAX_BATCH_TASKS} slots"
+            run_logger().info("%s: all are taken by other tasks of the stream", waiting)
+            _mark_running(AWAITING_SLOT, waiting)
+            held.enter_context(concurrency(name, occupy=1, strict=True, lease_duration=60))
+            run_logger().info("got a slot of data stream %s; copying", stream)
+            _mark_running("Running", f"holds a slot of data stream {stream}")
+        yield
+
+
+def _mark_running(name: str, message: str) -> None:
+    """Rename this flow run's Running state (the engine's own state stays Running)."""
+    from prefect.states import Running
+
+    run_id = flow_run.get_id()
+    if not run_id:
+        return
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(run_id, Running(name=name, message=message), force=True)
+
+
 @flow(name="ferry-stream-task", log_prints=False)
 @ends_truthfully
 @described
@@ -103,7 +145,7 @@ def stream_task(
     per stream; or a stream task, stream-export / stream-import, which runs until stopped,
     max_runtime or idle_timeout (seconds) and does not count against the four. With auto_update,
     a batch import takes only the stream's auto-update prefixes (what its schedule runs)."""
-    from deployments.streams import StreamError, limit_name, load
+    from deployments.streams import StreamError, load
 
     settings = load(stream)
     if settings.state != "enabled":
@@ -112,8 +154,7 @@ def stream_task(
     if job.startswith("stream-"):
         return _stream_task(settings, job, max_runtime, idle_timeout, report_dir)
     options = stream_options(settings, job, auto_update=auto_update, report_dir=report_dir)
-    # a killed run's slot comes back when its lease expires: 60 s, the least the server accepts
-    with concurrency(limit_name(stream), occupy=1, strict=True, lease_duration=60):
+    with stream_slot(stream):
         if job == "import":
             return run_transfer("import", settings.bucket_url, settings.directory, **options)
         return run_transfer("export", settings.directory, settings.bucket_url, **options)

@@ -66,6 +66,17 @@ def manifest_rows(result) -> dict[str, dict]:
     return {row["path"]: row for row in frame.to_dict("records")}
 
 
+def run_result(flow, *args, **kwargs):
+    """The flow's TaskResult, whether its run ended Completed or Failed (some entries failed:
+    a race may legitimately fail some)."""
+    from flows import EntriesFailed
+
+    try:
+        return flow(*args, **kwargs)
+    except EntriesFailed as exc:
+        return exc.result
+
+
 def run_logs(flow_run_id) -> list[tuple[str, str]]:
     """(level name, message) of every log line of a flow run and its task runs, as the Prefect
     API holds them (the UI's log tab), oldest first."""

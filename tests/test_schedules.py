@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -283,3 +285,267 @@ def test_a_killed_stream_task_is_marked_crashed_and_gives_its_slot_back(
     print(
         f"killed run Crashed after {crashed_after:.0f} s, its slot free after {freed_after:.0f} s"
     )
+
+
+class ApiGate:
+    """A TCP relay in front of the Prefect server; `close()` makes the API vanish for whoever
+    talks through it (connections refused, open ones cut), while the server itself lives on."""
+
+    def __init__(self, api: str) -> None:
+        import socket
+        import threading
+
+        self._target = ("127.0.0.1", int(api.rsplit(":", 1)[1].split("/")[0]))
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._server.getsockname()[1]}/api"
+        self._open: list = []
+        self._closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import socket
+        import threading
+
+        while not self._closed:
+            try:
+                client, _ = self._server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self._target)
+            self._open += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(a, b) -> None:
+        try:
+            while data := a.recv(65536):
+                b.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (a, b):
+                with contextlib.suppress(OSError):
+                    s.close()
+
+    def close(self) -> None:
+        import socket
+
+        self._closed = True
+        self._server.close()
+        for s in self._open:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+                s.close()
+            except OSError:
+                pass
+
+
+def ferry(env, *args, timeout=300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "flows.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def start_serve(env, log: Path) -> subprocess.Popen:
+    with open(log, "w") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "flows.cli", "serve"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=die_with_parent,
+        )
+
+
+def wait_for(what: str, check, serve, log: Path, seconds: float = 900):
+    deadline = time.monotonic() + seconds
+    while not (found := check()):
+        if serve is not None and serve.poll() is not None:
+            pytest.fail(f"ferry serve exited while waiting for {what}\n{log.read_text()[-4000:]}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"no {what} within {seconds} s\n{log.read_text()[-4000:]}")
+        time.sleep(1)
+    return found
+
+
+def test_named_schedules_run_with_their_parameters_and_survive_restarts(
+    prefect_server, tmp_path, s3_endpoint, s3_client
+):
+    api, env = prefect_server
+    env = {
+        **env,
+        **DEMO_CREDENTIALS,
+        "AWS_ENDPOINT_URL": s3_endpoint,
+        "PREFECT_RUNNER_POLL_FREQUENCY": "2",
+        "PREFECT_LOGGING_LEVEL": "INFO",
+        "FERRY_REPORT_DIR": str(tmp_path / "reports"),
+    }
+    bucket = f"named-{uuid.uuid4().hex[:10]}"
+    s3_client.create_bucket(Bucket=bucket)
+    s3_client.put_bucket_tagging(
+        Bucket=bucket, Tagging={"TagSet": [{"Key": "ferry-dataflow", "Value": "true"}]}
+    )
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(3):
+        (src / f"f{i}").write_bytes(b"scheduled")
+
+    # mistakes are refused in one line, before anything is stored
+    bad_cron = ferry(
+        env,
+        "schedule",
+        "create",
+        "bad",
+        "--cron",
+        "0 2 * *",
+        "export",
+        str(src),
+        f"s3://{bucket}/x",
+    )
+    assert bad_cron.returncode == 2
+    assert bad_cron.stderr.strip().startswith("ferry: error: not a valid schedule:"), bad_cron
+    missing = ferry(
+        env,
+        "schedule",
+        "create",
+        "bad",
+        "--cron",
+        "0 2 * * *",
+        "export",
+        str(tmp_path / "nope"),
+        f"s3://{bucket}/x",
+    )
+    assert missing.returncode == 2
+    assert missing.stderr.strip() == f"ferry: error: directory does not exist: {tmp_path / 'nope'}"
+
+    made = ferry(
+        env,
+        "schedule",
+        "create",
+        "every-few",
+        "--interval",
+        "3",
+        "export",
+        str(src),
+        f"s3://{bucket}/sched",
+        "--concurrency",
+        "4",
+    )
+    assert made.returncode == 0, made.stderr
+    assert made.stdout.strip() == (
+        "created schedule every-few: export every 3 s; `ferry serve` runs it"
+    )
+    again = ferry(
+        env,
+        "schedule",
+        "create",
+        "every-few",
+        "--interval",
+        "3",
+        "export",
+        str(src),
+        f"s3://{bucket}/sched",
+    )
+    assert again.returncode == 2 and "a schedule of this name exists" in again.stderr
+    # a schedule added in the UI (no name: the UI gives none)
+    deployment = httpx.get(f"{api}/deployments/name/ferry-export/export", timeout=30).json()
+    httpx.post(
+        f"{api}/deployments/{deployment['id']}/schedules",
+        json=[{"schedule": {"cron": "0 3 * * *", "timezone": "UTC"}, "active": False}],
+        timeout=30,
+    ).raise_for_status()
+
+    gate = ApiGate(api)  # this serve reaches the API through a relay that can vanish
+    log = tmp_path / "serve.log"
+    serve = start_serve({**env, "PREFECT_API_URL": gate.url}, log)
+    try:
+
+        def a_completed_run():
+            runs = runs_of(api, "export")
+            return [r for r in runs if r["state"]["type"] == "COMPLETED"]
+
+        (run, *_) = wait_for("completed scheduled export", a_completed_run, serve, log)
+        # the schedule's parameters bound: the run exported the tree with them
+        assert run["parameters"]["source"] == str(src)
+        assert run["parameters"]["concurrency"] == 4
+        keys = {o["Key"] for o in s3_client.list_objects_v2(Bucket=bucket)["Contents"]}
+        assert {f"sched/f{i}" for i in range(3)} <= keys
+        paused = ferry(env, "schedule", "pause", "every-few")
+        assert paused.returncode == 0 and paused.stdout.strip() == "paused schedule every-few"
+
+        # a stream created while serve runs is served without a restart
+        create = (
+            "from deployments.streams import create_stream; "
+            f"create_stream('latecomer', {str(src)!r}, 's3://{bucket}/late')"
+        )
+        subprocess.run([sys.executable, "-c", create], env=env, check=True, timeout=300)
+
+        def served_stream():
+            response = httpx.get(
+                f"{api}/deployments/name/ferry-stream-task/latecomer-export", timeout=30
+            )
+            return response.json() if response.status_code == 200 else None
+
+        late = wait_for("stream deployment", served_stream, serve, log)
+        response = httpx.post(
+            f"{api}/deployments/{late['id']}/create_flow_run", json={}, timeout=30
+        )
+        assert response.status_code == 201, response.text
+        started = response.json()
+
+        def finished():
+            state = httpx.get(f"{api}/flow_runs/{started['id']}", timeout=30).json()["state"]
+            return state if state["type"] in {"COMPLETED", "FAILED", "CRASHED"} else None
+
+        assert wait_for("run of the new stream", finished, serve, log)["type"] == "COMPLETED"
+        assert s3_client.list_objects_v2(Bucket=bucket, Prefix="late/")["KeyCount"] == 3
+        # `stream show` says what Prefect does with each of its deployments
+        shown = json.loads(ferry(env, "stream", "show", "latecomer").stdout)["deployments"]
+        export = next(d for d in shown if d["deployment"].endswith("latecomer-export"))
+        assert export["served"] and not export["paused"]
+        assert export["what_prefect_does"].startswith("active and served by ferry serve")
+        assert ferry(env, "stream", "stop", "latecomer").returncode == 0
+        shown = json.loads(ferry(env, "stream", "show", "latecomer").stdout)["deployments"]
+        assert shown and all(d["paused"] for d in shown)
+        assert all(
+            d["what_prefect_does"].startswith("paused because the stream is stopped") for d in shown
+        )
+    finally:
+        # the API vanishes, then serve is told to stop: it still stops, on its own
+        gate.close()
+        began = time.monotonic()
+        stopped = stop(serve, timeout=60)
+        took = time.monotonic() - began
+    output = log.read_text()
+    assert stopped, f"ferry serve did not stop on SIGTERM\n{output[-4000:]}"
+    assert "never awaited" not in output, output[-4000:]
+    print(f"ferry serve stopped {took:.1f} s after SIGTERM with its API gone")
+
+    # serve comes back: the named schedule (still paused) and the UI's are both there
+    log2 = tmp_path / "serve2.log"
+    serve = start_serve(env, log2)
+    try:
+        wait_for("serve start", lambda: "ferry serve: serving" in log2.read_text(), serve, log2)
+        listed = ferry(env, "schedule", "list", "--json")
+        assert listed.returncode == 0, listed.stderr
+        schedules = {s["name"]: s for s in json.loads(listed.stdout)}
+        assert schedules["every-few"]["active"] is False
+        assert schedules["every-few"]["parameters"]["destination"] == f"s3://{bucket}/sched"
+        ui = [s for name, s in schedules.items() if name.startswith("(UI)")]
+        assert [s["schedule"] for s in ui] == ["cron 0 3 * * * (UTC)"]
+        deleted = ferry(env, "schedule", "delete", "every-few")
+        assert deleted.returncode == 0 and deleted.stdout.strip() == "deleted schedule every-few"
+        gone = ferry(env, "schedule", "pause", "every-few")
+        assert gone.returncode == 2
+        assert gone.stderr.strip() == (
+            "ferry: error: no such schedule (see `ferry schedule list`): every-few"
+        )
+    finally:
+        assert stop(serve)

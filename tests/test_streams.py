@@ -10,12 +10,14 @@ import time
 import uuid
 
 import pytest
+from conftest import run_logs
 from prefect.client.orchestration import get_client
 from prefect.exceptions import ObjectNotFound
 
 from deployments.serve import stream_deployments
 from deployments.streams import (
     StreamError,
+    _stream_runs,
     create_stream,
     delete_stream,
     enable_stream,
@@ -25,7 +27,7 @@ from deployments.streams import (
     stop_stream,
 )
 from flows.result import TaskCancelled
-from flows.streams import stream_task
+from flows.streams import AWAITING_SLOT, stream_task
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
@@ -233,7 +235,7 @@ def test_at_most_four_batch_tasks_of_a_stream_run_at_once(tmp_path, s3_client):
     slow_tree(tmp_path / "src", 20, 250_000)  # 10 s a task at 0.5 MB/s
     name = unique()
     create_stream(name, str(tmp_path / "src"), f"s3://{bucket}/out", bandwidth_mbps=0.5)
-    results, slots = [], []
+    results, slots, names = [], [], {}
     stop = threading.Event()
 
     def watch():
@@ -242,6 +244,8 @@ def test_at_most_four_batch_tasks_of_a_stream_run_at_once(tmp_path, s3_client):
                 slots.append(
                     client.read_global_concurrency_limit_by_name(limit_name(name)).active_slots
                 )
+                for run in _stream_runs(client, name):
+                    names.setdefault(run.id, set()).add(run.state.name)
                 time.sleep(0.1)
 
     def run():
@@ -258,6 +262,15 @@ def test_at_most_four_batch_tasks_of_a_stream_run_at_once(tmp_path, s3_client):
     watcher.join()
     assert len(results) == 5 and all(r.ok for r in results)
     assert max(slots) == 4
+    # the one that waited said so: in its state's name while it waited, and in its log
+    waited = [run_id for run_id, seen in names.items() if AWAITING_SLOT in seen]
+    assert len(waited) >= 1, names
+    logs = [m for _, m in run_logs(waited[0])]
+    assert (
+        f"waiting for one of data stream {name}'s 4 slots: all are taken by other tasks of "
+        "the stream" in logs
+    )
+    assert f"got a slot of data stream {name}; copying" in logs
     with get_client(sync_client=True) as client:  # every slot given back
         assert client.read_global_concurrency_limit_by_name(limit_name(name)).active_slots == 0
 

@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import manifest_rows
+from conftest import manifest_rows, run_result
 
 from flows import export_data, import_data
 
@@ -58,8 +58,8 @@ def test_an_import_never_writes_through_a_directory_swapped_for_a_link(
         stop = tmp_path / f"stop{round_}"
         swapper = swapping(dest / "sub", outside, stop)
         try:
-            result = import_data(
-                f"s3://{bucket}/ds", str(dest), report_dir=reports, overwrite="always"
+            result = run_result(
+                import_data, f"s3://{bucket}/ds", str(dest), report_dir=reports, overwrite="always"
             )
         finally:
             stop.touch()
@@ -89,7 +89,7 @@ def test_an_export_never_reads_through_a_directory_swapped_for_a_link(
         stop = tmp_path / f"stop{round_}"
         swapper = swapping(src / "sub", outside, stop)
         try:
-            export_data(str(src), f"s3://{bucket}/r{round_}", report_dir=reports)
+            run_result(export_data, str(src), f"s3://{bucket}/r{round_}", report_dir=reports)
         finally:
             stop.touch()
             swapper.wait(timeout=60)
