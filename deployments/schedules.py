@@ -41,7 +41,15 @@ def job_deployment(job: str):
     """The job's RunnerDeployment, as `ferry serve` serves it: it never sends schedules (nor a
     paused flag), so those added by `ferry schedule` or in the UI, and a pause made in the UI,
     survive a restart of `ferry serve`."""
-    deployment = job_flows()[job].to_deployment(name=job, tags=["ferry"])
+    extra = {}
+    if job == "convert":  # irreversible: the form starts as a check
+        extra = {
+            "parameters": {"check_only": True},
+            "description": "Convert a flat bucket into a hierarchical namespace. The form starts "
+            "as a check-only run (eligibility and every rename, nothing changed); a real run "
+            "(check_only off) is irreversible: the namespace cannot be converted back.",
+        }
+    deployment = job_flows()[job].to_deployment(name=job, tags=["ferry"], **extra)
     return keeping_schedules(deployment)
 
 

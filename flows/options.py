@@ -144,7 +144,31 @@ MetadataUrl = Annotated[
     Field(
         min_length=1,
         description="SQLAlchemy URL of the namespace's metadata store: sqlite:////path/bucket.db "
-        "(one machine) or postgresql://user@host/db (several machines).",
+        "(one machine) or postgresql+psycopg://user:password@host/db (several machines; "
+        "`pip install ferry[postgres]`).",
+    ),
+]
+StreamName = Annotated[
+    str,
+    Field(
+        min_length=1,
+        description="The data stream's name (`ferry stream list` shows them): its directory, "
+        "bucket prefix, credentials and bandwidth are used.",
+    ),
+]
+StreamJob = Annotated[
+    Literal["import", "export", "stream-import", "stream-export"],
+    Field(
+        description="import (bucket prefix → directory) or export (directory → bucket prefix), "
+        "batch tasks of which four run at once per stream; or stream-import / stream-export, "
+        "which run until stopped."
+    ),
+]
+AutoUpdate = Annotated[
+    bool,
+    Field(
+        description="Import only the stream's auto-update prefixes (what its schedule runs); "
+        "for a batch import."
     ),
 ]
 CheckOnly = Annotated[

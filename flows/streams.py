@@ -8,20 +8,25 @@ fifth waits its turn, and a stream whose limit is gone cannot run. A stopped str
 from __future__ import annotations
 
 import contextlib
-from typing import Literal
 
 from prefect import flow
 from prefect.client.orchestration import get_client
 from prefect.concurrency.sync import concurrency
 from prefect.runtime import flow_run
 
-from flows.options import IdleTimeout, MaxRuntime, ReportDirOption, described
+from flows.options import (
+    AutoUpdate,
+    IdleTimeout,
+    MaxRuntime,
+    ReportDirOption,
+    StreamJob,
+    StreamName,
+    described,
+)
 from flows.result import TaskResult, ends_truthfully
 from flows.transfer import run_transfer
 from tasks.partition import DEFAULT_BYTES, DEFAULT_FILES
 from tasks.runlog import run_logger
-
-Job = Literal["import", "export", "stream-import", "stream-export"]
 
 
 def stream_tag(name: str) -> str:
@@ -132,10 +137,10 @@ def _mark_running(name: str, message: str) -> None:
 @ends_truthfully
 @described
 def stream_task(
-    stream: str,
-    job: Job,
+    stream: StreamName,
+    job: StreamJob,
     *,
-    auto_update: bool = False,
+    auto_update: AutoUpdate = False,
     max_runtime: MaxRuntime = None,
     idle_timeout: IdleTimeout = None,
     report_dir: ReportDirOption = None,

@@ -43,3 +43,29 @@ def test_partition_bytes_takes_a_size_with_its_unit(tmp_path, bucket, prefect_ap
     import pandas as pd
 
     assert pd.read_parquet(result.manifest)["partition"].nunique() == 3  # 600 kB each, 1 MB cap
+
+
+def test_the_stream_task_form_describes_every_parameter():
+    from flows.streams import stream_task
+
+    described_ = form(stream_task)
+    assert set(described_) >= {"stream", "job", "auto_update"}
+    assert all(described_[name] for name in ("stream", "job", "auto_update"))
+    assert "four run at once" in described_["job"]
+
+
+def test_the_convert_deployment_starts_as_a_check_and_says_a_real_run_is_irreversible():
+    from deployments.schedules import job_deployment
+
+    deployment = job_deployment("convert")
+    assert deployment.parameters == {"check_only": True}
+    assert "irreversible" in deployment.description
+
+
+def test_the_postgresql_example_is_the_readme_url_form():
+    import pathlib
+
+    metadata = form(convert_to_hns)["metadata"]
+    assert "postgresql+psycopg://user:password@host/db" in metadata
+    readme = (pathlib.Path(__file__).parents[1] / "README.md").read_text()
+    assert "postgresql+psycopg://user:password@host/db" in readme
