@@ -150,8 +150,8 @@ class _Session:
         """Sleep, waking early when the task is cancelled."""
         self._cancel.event.wait(seconds)
 
-    def apply(self, items) -> None:
-        """Settle one batch of planned items and publish the manifest."""
+    def apply(self, items) -> set[str]:
+        """Settle one batch of planned items and publish the manifest; the paths that failed."""
         decided = [i for i in items if i.action not in APPLY_ACTIONS]
         work = [i for i in items if i.action in APPLY_ACTIONS]
         if decided:
@@ -169,12 +169,14 @@ class _Session:
             done = apply_partition(self.job, Partition(self.batches, tuple(work)), self.report)
             counts.update(done.counts)
             nbytes, problems = done.bytes, problems + list(done.problems)
+            failed = set(done.failed)
         log_batch(self.batches, counts, nbytes, time.monotonic() - started, problems)
         if counts.get("failed") or counts.get("rejected"):
             self.troubled += 1
         self.batches += 1
         self.last_work = time.monotonic()
         self.publish()
+        return failed
 
     def publish(self) -> TaskResult:
         table = merge(self.report)
@@ -356,7 +358,7 @@ def stream_import(
         job, report_dir=report_dir, max_runtime=max_runtime, idle_timeout=idle_timeout
     )
     session.publish()  # the manifest exists (empty) from the start
-    reported: set[tuple[str, str | None]] = set()  # rejected keys, reported once
+    reported: set[tuple[str, str | None]] = set()  # rejected or failed keys, reported once
     with session:
         while True:
             items = plan_import(
@@ -369,7 +371,10 @@ def stream_import(
             todo = [i for i in items if i.action != "skip" and (i.path, i.etag) not in reported]
             reported.update((i.path, i.etag) for i in todo if i.action == "reject")
             if todo:
-                session.apply(todo)
+                # a failed object is not tried again by this task (it is a manifest row; a
+                # rerun tries it), so it neither repeats rows nor keeps the task from idling
+                failed = session.apply(todo)
+                reported.update((i.path, i.etag) for i in todo if i.path in failed)
             if reason := session.ending():
                 break
             session.wait(interval_seconds)

@@ -33,6 +33,8 @@ class PartitionResult:
     part_file: str
     #: the first few rejected or failed entries: (path, status, reason)
     problems: tuple[tuple[str, str, str], ...] = ()
+    #: the paths (as planned) of every entry that failed
+    failed: tuple[str, ...] = ()
 
 
 def apply_partition(job: Job, part: Partition, report: ReportDir) -> PartitionResult:
@@ -48,8 +50,9 @@ def apply_partition(job: Job, part: Partition, report: ReportDir) -> PartitionRe
         for r in rows
         if r["status"] in ("rejected", "failed")
     )[:PROBLEMS_SHOWN]
+    failed = tuple(i.path for i, r in zip(part.items, rows, strict=True) if r["status"] == "failed")
     return PartitionResult(
-        part.index, dict(counts), sum(r["bytes"] or 0 for r in rows), part_file, problems
+        part.index, dict(counts), sum(r["bytes"] or 0 for r in rows), part_file, problems, failed
     )
 
 

@@ -244,3 +244,31 @@ def test_cli_submit_refuses_missing_files_and_bad_ids(tmp_path, capsys):
     (tmp_path / "f").write_bytes(b"1")
     assert main(["stream", "submit", "not-a-uuid", str(tmp_path / "f")]) == 2
     assert "a UUID" in capsys.readouterr().err
+
+
+def test_a_batch_with_a_failed_entry_shows_on_the_run_and_fails_it(tmp_path, bucket, s3_client):
+    from conftest import flow_run_of, run_logs
+
+    from flows import EntriesFailed
+
+    dest = tmp_path / "dst"
+    dest.mkdir()
+    (dest / "blocked").write_bytes(b"a file where a directory must go")
+    s3_client.put_object(Bucket=bucket, Key="in/blocked/x", Body=b"x")
+    s3_client.put_object(Bucket=bucket, Key="in/fine", Body=b"y")
+    with pytest.raises(EntriesFailed) as failed:
+        stream_import(
+            source=f"s3://{bucket}/in",
+            destination_dir=str(dest),
+            interval_seconds=0.5,
+            idle_timeout=3,  # ends by itself: the failed object is not tried over and over
+            report_dir=str(tmp_path / "r"),
+        )
+    result = failed.value.result
+    assert result.counts["failed"] == 1 and result.counts["ok"] == 1
+    assert len(rows(str(tmp_path / "r"))) == 2  # one row each, however many polls
+    assert flow_run_of(result).state.type.value == "FAILED"
+    logs = run_logs(result.task_id)
+    assert any(lv == "WARNING" and m.startswith("batch 1: 1 failed, 1 ok; ") for lv, m in logs)
+    assert any(lv == "WARNING" and m.startswith("  failed blocked/x: ") for lv, m in logs)
+    assert (dest / "fine").read_bytes() == b"y"
