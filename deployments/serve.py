@@ -167,21 +167,55 @@ async def _add_streams(runner, served: set[str]) -> None:
 
 
 def _stop_within(seconds: float) -> None:
-    """Whatever the runner's own shutdown waits for (an API that is gone), the process ends
-    after `seconds`: its flow-run processes are ended, then it exits."""
+    """Whatever the runner's own shutdown waits for (an API that is gone, a slow cancellation),
+    the process ends after `seconds` and a few more: its flow-run processes are ended, the runs
+    they ran are marked Cancelled when the API still answers, and it exits."""
     import threading
 
     def deadline() -> None:
         time.sleep(seconds)
         print(
-            f"ferry serve: still stopping after {seconds:g} s (is the Prefect API gone?): "
-            "ending the flow runs still in flight and exiting",
+            f"ferry serve: still stopping after {seconds:g} s: ending the flow runs still in "
+            "flight and exiting",
             flush=True,
         )
-        end_processes(descendants(os.getpid()), grace=1.5)
+        pids = descendants(os.getpid())
+        runs = [run for run in map(flow_run_of, pids) if run]
+        end_processes(pids, grace=1.0)
+        mark_cancelled(runs, timeout=1.5)
         os._exit(0)
 
     threading.Thread(target=deadline, daemon=True, name="ferry-stop-deadline").start()
+
+
+def flow_run_of(pid: int) -> str | None:
+    """The flow run a process of the runner runs (Prefect puts its id in the environment)."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            for item in f.read().split(b"\0"):
+                if item.startswith(b"PREFECT__FLOW_RUN_ID="):
+                    return item.partition(b"=")[2].decode()
+    except OSError:
+        pass
+    return None
+
+
+def mark_cancelled(runs: list[str], *, timeout: float) -> None:
+    """Best effort, bounded: a run whose process ferry serve ended is Cancelled, not left
+    Running (if the API is gone, the heartbeat automation marks it Crashed later)."""
+    import httpx
+    from prefect.settings import PREFECT_API_URL
+
+    api = PREFECT_API_URL.value()
+    if not api or not runs:
+        return
+    state = {"type": "CANCELLED", "message": "ferry serve stopped while it ran"}
+    deadline = time.monotonic() + timeout
+    with contextlib.suppress(Exception), httpx.Client(timeout=timeout) as client:
+        for run in runs:
+            if time.monotonic() > deadline:
+                return
+            client.post(f"{api}/flow_runs/{run}/set_state", json={"state": state, "force": True})
 
 
 def descendants(pid: int) -> list[int]:

@@ -42,6 +42,7 @@ from hns.store import Store
 from tasks.endpoints import BucketPrefix, parse_endpoint
 from tasks.errors import UsageError
 from tasks.manifest import ReportDir, check_report_dir, now
+from tasks.preflight import check_bucket
 from tasks.steps import STEP, report_step
 
 
@@ -135,6 +136,7 @@ def convert_to_hns(
     bucket = parse_endpoint(bucket_url, for_url(bucket_url, storage_options, credentials_block))
     if not isinstance(bucket, BucketPrefix) or bucket.prefix:
         raise UsageError("convert takes a whole bucket: s3://bucket", where=bucket_url)
+    check_bucket(bucket)  # a wrong bucket or key is one line, before any task run
     store = Store(metadata)
     done = converted_message(store, bucket.bucket)
     if done:

@@ -20,9 +20,10 @@ from flows.options import (
     described,
 )
 from flows.result import TaskResult, ends_truthfully, state_message
-from tasks.endpoints import parse_endpoint
+from tasks.endpoints import Directory, parse_endpoint
 from tasks.listing import Filter
 from tasks.manifest import ReportDir, check_report_dir
+from tasks.preflight import check_bucket, check_directory
 from tasks.steps import report_step
 from tasks.verify import compare_trees
 
@@ -54,6 +55,11 @@ def verify_data(
     warn_plain_secrets(source_options=source_options, destination_options=destination_options)
     src = parse_endpoint(source, for_url(source, source_options, credentials_block))
     dst = parse_endpoint(destination, for_url(destination, destination_options, credentials_block))
+    for side in (src, dst):  # a wrong path or bucket is one line, before any task run
+        if isinstance(side, Directory):
+            check_directory(side, must_exist=True)
+        else:
+            check_bucket(side)
     selected = Filter(include, exclude)
     task_id = str(flow_run.get_id() or "local")
     report = ReportDir(check_report_dir(report_dir), task_id)

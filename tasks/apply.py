@@ -21,7 +21,8 @@ from tasks.manifest import ReportDir, now
 from tasks.names import printable
 from tasks.partition import Partition
 from tasks.plan import Item
-from tasks.retry import backoff
+from tasks.retry import backoff, log_retry
+from tasks.runlog import bind
 from tasks.upload import export_item
 
 
@@ -103,14 +104,7 @@ async def copy_items(client, job: Job, part: Partition, log=None) -> list[dict]:
                     break
                 except Exception as exc:
                     if attempts < job.retries and is_transient(exc):
-                        if log is not None:
-                            log.warning(
-                                "retrying %s (attempt %d of %d failed: %s)",
-                                printable(item.path),
-                                attempts,
-                                job.retries,
-                                describe(exc),
-                            )
+                        log_retry(printable(item.path), attempts, job.retries, exc)
                         with contextlib.suppress(Abandoned):
                             await unless_stopped(asyncio.sleep(backoff(attempts)), stop)
                         if not stop.is_set():
@@ -120,6 +114,8 @@ async def copy_items(client, job: Job, part: Partition, log=None) -> list[dict]:
             limits.count(1, 0)
             return settled(item, outcome, attempts, started)
 
+    if log is not None:
+        bind(log)  # the copies (and their part and range retries) log to the run
     watcher = asyncio.ensure_future(_watch(job.task_id, stop, log))
     try:
         return list(await asyncio.gather(*(one(item) for item in part.items)))

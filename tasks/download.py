@@ -22,7 +22,7 @@ from tasks.limits import TaskLimits
 from tasks.listing import STATE_XATTR, hold, strip_etag, temporary_name
 from tasks.metadata import SYNC_MTIME_KEY, restored_mtime, same_mtime
 from tasks.plan import UNCHANGED, Item
-from tasks.retry import backoff
+from tasks.retry import backoff, log_retry
 
 PART_SIZE = 16 * 2**20
 PARALLEL_THRESHOLD = 32 * 2**20
@@ -191,6 +191,7 @@ async def _ranged(client, job: Job, limits: TaskLimits, bucket: str, key: str, i
                 except Exception as exc:
                     if attempt >= job.retries or not is_transient(exc):
                         raise
+                    log_retry(f"bytes {position}-{end} of {key}", attempt, job.retries, exc)
                     await asyncio.sleep(backoff(attempt))
 
     await asyncio.gather(

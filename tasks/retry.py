@@ -17,13 +17,28 @@ def backoff(attempt: int) -> float:
     return min(10.0, 0.2 * 2 ** (attempt - 1)) * (0.5 + random.random())
 
 
-async def retrying(attempts: int, call: Callable[[], Awaitable[T]]) -> T:
-    """Run `call` until it succeeds, fails for good, or `attempts` tries are spent."""
+async def retrying(attempts: int, call: Callable[[], Awaitable[T]], what: str = "") -> T:
+    """Run `call` until it succeeds, fails for good, or `attempts` tries are spent; each retry is
+    a line in the run's log (`what` names the work)."""
     for attempt in range(1, attempts + 1):
         try:
             return await call()
         except Exception as exc:
             if attempt >= attempts or not is_transient(exc):
                 raise
+            log_retry(what, attempt, attempts, exc)
             await asyncio.sleep(backoff(attempt))
     raise ValueError("attempts must be at least 1")
+
+
+def log_retry(what: str, attempt: int, attempts: int, exc: BaseException) -> None:
+    from tasks.errors import describe
+    from tasks.runlog import bound
+
+    bound().warning(
+        "retrying %s (attempt %d of %d failed: %s)",
+        what or "a request",
+        attempt,
+        attempts,
+        describe(exc),
+    )

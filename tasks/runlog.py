@@ -3,7 +3,10 @@ show on the run in the UI), the `ferry` logger outside one (a plain `.fn` call, 
 
 from __future__ import annotations
 
+import contextvars
 import logging
+
+_bound: contextvars.ContextVar = contextvars.ContextVar("ferry_run_log", default=None)
 
 
 def run_logger() -> logging.Logger | logging.LoggerAdapter:
@@ -23,3 +26,14 @@ def size(nbytes: float) -> str:
             return f"{nbytes:.0f} {unit}" if unit == "B" else f"{nbytes:.1f} {unit}"
         nbytes /= 1024
     return f"{nbytes:.1f} PiB"
+
+
+def bind(log) -> None:
+    """Make `log` the logger of the coroutines started from here (the copies of a partition,
+    which run on the storage client's event loop, outside Prefect's run context)."""
+    _bound.set(log)
+
+
+def bound():
+    """The logger bound by `bind` in this coroutine's context, else the `ferry` logger."""
+    return _bound.get() or logging.getLogger("ferry")
