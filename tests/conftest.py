@@ -104,6 +104,21 @@ def flow_run_of(result):
         return client.read_flow_run(result.task_id)
 
 
+def tagged_bucket(
+    s3_client, *, versioned: bool = False, tag: bool = True, prefix: str = "stream"
+) -> str:
+    """A new bucket with the tag data streams require (and versioning, if asked)."""
+    name = f"{prefix}-{uuid.uuid4().hex[:12]}"
+    s3_client.create_bucket(Bucket=name)
+    if tag:
+        s3_client.put_bucket_tagging(
+            Bucket=name, Tagging={"TagSet": [{"Key": "ferry-dataflow", "Value": "true"}]}
+        )
+    if versioned:
+        s3_client.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+    return name
+
+
 def bucket_objects(client, bucket: str, prefix: str = "") -> dict[str, dict]:
     """{key: head_object response} for every object under the prefix."""
     found = {}

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from conftest import tagged_bucket
 
 from flows.local_s3 import DEMO_CREDENTIALS, free_port
 
@@ -154,11 +155,7 @@ def test_a_scheduled_import_runs_on_a_real_server(prefect_server, tmp_path, s3_e
         "FERRY_REPORT_DIR": str(tmp_path / "reports"),
         "FERRY_TEST_MARKER": marker.partition("=")[2],
     }
-    bucket = f"sched-{uuid.uuid4().hex[:10]}"
-    s3_client.create_bucket(Bucket=bucket)
-    s3_client.put_bucket_tagging(
-        Bucket=bucket, Tagging={"TagSet": [{"Key": "ferry-dataflow", "Value": "true"}]}
-    )
+    bucket = tagged_bucket(s3_client, prefix="sched")
     s3_client.put_object(Bucket=bucket, Key="feed/new/a.txt", Body=b"scheduled")
     s3_client.put_object(Bucket=bucket, Key="feed/old/b.txt", Body=b"not watched")
     target = tmp_path / "fs"
@@ -228,11 +225,7 @@ def test_a_killed_stream_task_is_marked_crashed_and_gives_its_slot_back(
         "AWS_ENDPOINT_URL": s3_endpoint,
         "FERRY_REPORT_DIR": str(tmp_path / "reports"),
     }
-    bucket = f"crash-{uuid.uuid4().hex[:10]}"
-    s3_client.create_bucket(Bucket=bucket)
-    s3_client.put_bucket_tagging(
-        Bucket=bucket, Tagging={"TagSet": [{"Key": "ferry-dataflow", "Value": "true"}]}
-    )
+    bucket = tagged_bucket(s3_client, prefix="crash")
     src = tmp_path / "src"
     src.mkdir()
     for i in range(200):
@@ -387,11 +380,7 @@ def test_named_schedules_run_with_their_parameters_and_survive_restarts(
         "PREFECT_LOGGING_LEVEL": "INFO",
         "FERRY_REPORT_DIR": str(tmp_path / "reports"),
     }
-    bucket = f"named-{uuid.uuid4().hex[:10]}"
-    s3_client.create_bucket(Bucket=bucket)
-    s3_client.put_bucket_tagging(
-        Bucket=bucket, Tagging={"TagSet": [{"Key": "ferry-dataflow", "Value": "true"}]}
-    )
+    bucket = tagged_bucket(s3_client, prefix="named")
     src = tmp_path / "src"
     src.mkdir()
     for i in range(3):

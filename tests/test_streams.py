@@ -10,7 +10,7 @@ import time
 import uuid
 
 import pytest
-from conftest import run_logs
+from conftest import run_logs, tagged_bucket
 from prefect.client.orchestration import get_client
 from prefect.exceptions import ObjectNotFound
 
@@ -30,18 +30,6 @@ from flows.result import TaskCancelled
 from flows.streams import AWAITING_SLOT, stream_task
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
-
-
-def tagged_bucket(s3_client, *, versioned: bool = False, tag: bool = True) -> str:
-    name = f"stream-{uuid.uuid4().hex[:12]}"
-    s3_client.create_bucket(Bucket=name)
-    if tag:
-        s3_client.put_bucket_tagging(
-            Bucket=name, Tagging={"TagSet": [{"Key": "ferry-dataflow", "Value": "true"}]}
-        )
-    if versioned:
-        s3_client.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
-    return name
 
 
 def unique(prefix="s") -> str:
