@@ -7,12 +7,12 @@ directory, and verifies the round trip, all through Prefect's temporary local AP
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import tempfile
 
-import boto3
-
 from flows.local_s3 import DEMO_CREDENTIALS, local_s3
+from tasks.errors import UsageError
 
 BUCKET = "ferry-demo"
 BIG_FILE_BYTES = 48 * 2**20
@@ -39,6 +39,11 @@ def build_sample_tree(root: str) -> None:
 
 
 def run_demo(console, *, keep: str | None = None) -> int:
+    if not _have("moto"):  # the emulator is an extra, not a dependency
+        raise UsageError(
+            "ferry demo runs on moto's S3 server, which is not installed: "
+            "pip install 'ferry[demo]' (from a clone, `uv run ferry demo` has it)"
+        )
     from flows import export_data, import_data, verify_data
 
     workdir = os.path.abspath(keep) if keep else tempfile.mkdtemp(prefix="ferry-demo-")
@@ -54,7 +59,7 @@ def run_demo(console, *, keep: str | None = None) -> int:
     with local_s3() as endpoint:
         os.environ.update({**DEMO_CREDENTIALS, "AWS_ENDPOINT_URL": endpoint})
         try:
-            boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=BUCKET)
+            _create_bucket(endpoint, BUCKET)
             console.err.print(f"Local S3 endpoint: {endpoint}, bucket s3://{BUCKET}")
             console.waiting_for_prefect()
             url = f"s3://{BUCKET}/demo/run1"
@@ -75,3 +80,19 @@ def run_demo(console, *, keep: str | None = None) -> int:
                     os.environ[key] = value
     console.out.print(f"\nThe demo's files and manifests are in {workdir}")
     return max(r.exit_code for r in results)
+
+
+def _have(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ImportError:
+        return False
+
+
+def _create_bucket(endpoint: str, name: str) -> None:
+    from tasks.endpoints import parse_endpoint
+
+    async def create(client):
+        await client.create_bucket(Bucket=name)
+
+    parse_endpoint(f"s3://{name}", {"endpoint_url": endpoint}).run(create)

@@ -21,7 +21,7 @@ from tasks.manifest import ReportDir, now
 from tasks.names import printable
 from tasks.partition import Partition
 from tasks.plan import Item
-from tasks.retry import backoff, log_retry
+from tasks.retry import backoff, count_retries, log_retry
 from tasks.runlog import bind
 from tasks.upload import export_item
 
@@ -86,6 +86,7 @@ async def copy_items(client, job: Job, part: Partition, log=None) -> list[dict]:
             started = now()
             if stop.is_set():
                 return settled(item, Outcome("skipped", CANCELLED_BEFORE), 0, started)
+            retried = count_retries()  # every retry of this object's requests, at any level
             attempts = 0
             while True:
                 attempts += 1
@@ -112,7 +113,7 @@ async def copy_items(client, job: Job, part: Partition, log=None) -> list[dict]:
                     outcome = Outcome("failed", describe(exc))
                     break
             limits.count(1, 0)
-            return settled(item, outcome, attempts, started)
+            return settled(item, outcome, 1 + retried[0], started)
 
     if log is not None:
         bind(log)  # the copies (and their part and range retries) log to the run

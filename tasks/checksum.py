@@ -2,7 +2,7 @@
 
 A single-part object's ETag is the MD5 of its bytes; a multipart object's is the MD5 of its parts'
 MD5s followed by `-<parts>`. The part size is not stored, so it is found among the sizes common
-tools use (ferry's 16 MiB first) that give the right number of parts.
+tools use (16 MiB first, then ferry's 8 MiB) that give the right number of parts.
 """
 
 from __future__ import annotations

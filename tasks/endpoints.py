@@ -63,13 +63,49 @@ class BucketPrefix:
 
     def run(self, work, *args, **kwargs):
         """Run `await work(client, *args, **kwargs)` on s3fs's event loop with this endpoint's
-        client."""
+        client (the bucket's region's, with cache_regions), every request carrying what s3fs
+        adds to its own (`Requests`)."""
         fs = self.filesystem()
 
         async def call():
-            return await work(await fs.set_session(), *args, **kwargs)
+            await fs.set_session()
+            return await work(Requests(fs, await fs.get_s3(self.bucket)), *args, **kwargs)
 
         return fsspec.asyn.sync(fs.loop, call)
+
+
+class Requests:
+    """The S3 client ferry's steps call. Each request carries the storage options s3fs applies
+    to its own requests — `s3_additional_kwargs` (SSE-KMS, SSE-C, ACLs…) and `requester_pays` —
+    filtered, as s3fs does, to the parameters the operation takes; paginators too."""
+
+    def __init__(self, fs, client) -> None:
+        self._fs, self._client = fs, client
+
+    def with_options(self, method, kwargs: dict) -> dict:
+        return self._fs._get_s3_method_kwargs(method, **kwargs)
+
+    def get_paginator(self, operation: str):
+        return _Paginator(self, self._client.get_paginator(operation), operation)
+
+    def __getattr__(self, name: str):
+        attr = getattr(self._client, name)
+        if name.startswith("_") or not callable(attr):
+            return attr
+
+        async def call(**kwargs):
+            return await attr(**self.with_options(attr, kwargs))
+
+        return call
+
+
+class _Paginator:
+    def __init__(self, requests: Requests, paginator, operation: str) -> None:
+        self._requests, self._paginator, self._operation = requests, paginator, operation
+
+    def paginate(self, **kwargs):
+        method = getattr(self._requests._client, self._operation)
+        return self._paginator.paginate(**self._requests.with_options(method, kwargs))
 
 
 Endpoint = Directory | BucketPrefix
@@ -123,12 +159,30 @@ def storage_option_names() -> frozenset[str]:
     return frozenset(names - {"self", "kwargs", "args", "asynchronous", "loop", "session"})
 
 
+#: s3fs options that shape s3fs's own file objects or uploads, which ferry's transfers do not use:
+#: refused with the reason, never silently dropped.
+NOT_USED = {
+    "version_aware": "ferry copies the current version of each object",
+    "default_block_size": "it sizes s3fs's file buffers; ferry streams objects itself",
+    "default_fill_cache": "it tunes s3fs's file caches; ferry streams objects itself",
+    "default_cache_type": "it tunes s3fs's file caches; ferry streams objects itself",
+    "fixed_upload_size": "ferry sizes multipart parts itself",
+    "max_concurrency": "use ferry's concurrency option (objects in flight)",
+}
+
+
 def check_storage_options(options: dict[str, Any] | None, *, where: str) -> None:
-    """A UsageError naming each storage option s3fs does not know, with the likely one meant."""
+    """A UsageError naming each storage option s3fs does not know, with the likely one meant, or
+    that ferry's transfers would not apply."""
     import difflib
 
     known = storage_option_names()
     for name in sorted(options or {}):
+        if name in NOT_USED:
+            raise UsageError(
+                f"storage option {name!r} does not apply to ferry's transfers: {NOT_USED[name]}",
+                where=where,
+            )
         if name not in known:
             close = difflib.get_close_matches(name, sorted(known), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""

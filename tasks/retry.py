@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import random
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -31,10 +32,28 @@ async def retrying(attempts: int, call: Callable[[], Awaitable[T]], what: str = 
     raise ValueError("attempts must be at least 1")
 
 
+_retries: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar(
+    "ferry_retries", default=None
+)
+
+
+def count_retries() -> list[int]:
+    """Count, from here on in this coroutine (and the tasks and threads it starts), every retry
+    made at any level — the object, a part, a byte range: `box[0]`. An object's true attempts
+    are 1 + its retries, whichever request was tried again."""
+    box = [0]
+    _retries.set(box)
+    return box
+
+
 def log_retry(what: str, attempt: int, attempts: int, exc: BaseException) -> None:
+    """The one thing every retry does before waiting: count it, and say it in the run's log."""
     from tasks.errors import describe
     from tasks.runlog import bound
 
+    box = _retries.get()
+    if box is not None:
+        box[0] += 1
     bound().warning(
         "retrying %s (attempt %d of %d failed: %s)",
         what or "a request",

@@ -47,7 +47,31 @@ def list_bucket_step(prefix: BucketPrefix) -> list[Entry]:
     return list_bucket(prefix)
 
 
-@task(name="apply-partition", task_run_name="partition-{part.index}", retries=1, **STEP)
+def infrastructure_failure(task, task_run, state) -> bool:
+    """Prefect retries a whole partition only when what failed is the machinery around the
+    copies (the manifest part could not be written, a connection pool broke): an object's own
+    errors are retried per object and end as rows, and a ferry error or a bug would only fail
+    again."""
+    from tasks.errors import FerryError
+
+    try:
+        state.result()
+    except FerryError:
+        return False
+    except (OSError, ConnectionError, TimeoutError):
+        return True
+    except Exception:  # noqa: BLE001 - anything else is a bug: retrying would hide it
+        return False
+    return False
+
+
+@task(
+    name="apply-partition",
+    task_run_name="partition-{part.index}",
+    retries=1,
+    retry_condition_fn=infrastructure_failure,
+    **STEP,
+)
 def apply_step(job: Job, part: Partition, report: ReportDir) -> PartitionResult:
     return apply_partition(job, part, report)
 

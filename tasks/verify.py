@@ -17,15 +17,20 @@ from concurrent.futures import ThreadPoolExecutor
 
 from tasks.checksum import file_matches_etag
 from tasks.endpoints import BucketPrefix, Directory, Endpoint
+from tasks.errors import describe
 from tasks.job import Job
 from tasks.listing import Entry, Filter, list_bucket, list_directory, strip_etag
 from tasks.manifest import now
 from tasks.metadata import SYNC_MTIME_KEY, restored_mtime, same_mtime
 from tasks.names import key_problem, path_problem
 from tasks.plan import UNCHANGED
+from tasks.retry import retrying
+from tasks.runlog import bind, run_logger
 
 EMPTY_MD5 = "d41d8cd98f00b204e9800998ecf8427e"
 HASH_WORKERS = 4
+#: Attempts of the HEAD that reads an object's stored mtime (transient errors are retried).
+HEAD_ATTEMPTS = 5
 
 
 def _index(entries: Iterable[Entry]) -> dict[tuple[str, bool], Entry]:
@@ -206,19 +211,24 @@ def _compare_contents(source, destination, pending, *, mode: str, concurrency: i
     mtimes: list[list[tuple[int | None, bool]]] = []
     for endpoint, entries in sides:
         if isinstance(endpoint, Directory):
-            mtimes.append([(e.mtime_ns, False) for e in entries])
+            mtimes.append([(e.mtime_ns, False, None) for e in entries])
         else:
             mtimes.append(
                 _stored_mtimes(endpoint, entries, concurrency)
                 if mode != "none"
-                else [(None, False)] * len(entries)
+                else [(None, False, None)] * len(entries)
             )
     hashes: dict[str, bool | None] = {}
     if mode == "checksum":
         hashes = _content_matches(source, destination, pending)
     for i, (row, src, _dst) in enumerate(pending):
-        (src_mtime, src_whole), (dst_mtime, dst_whole) = mtimes[0][i], mtimes[1][i]
-        if (
+        (src_mtime, src_whole, src_problem), (dst_mtime, dst_whole, dst_problem) = (
+            mtimes[0][i],
+            mtimes[1][i],
+        )
+        if src_problem or dst_problem:
+            row.update(status="failed", verified=False, reason=src_problem or dst_problem)
+        elif (
             mode != "none"
             and src.kind not in ("dir",)
             and not same_mtime(src_mtime, dst_mtime, whole_seconds=src_whole or dst_whole)
@@ -232,16 +242,27 @@ def _compare_contents(source, destination, pending, *, mode: str, concurrency: i
 
 
 def _stored_mtimes(prefix: BucketPrefix, entries: list[Entry], concurrency: int):
+    log = run_logger()  # the retries of these HEADs go to the run's log
+
     async def heads(client):
+        bind(log)
         gate = asyncio.Semaphore(concurrency)
 
         async def one(e: Entry):
             if e.kind == "dir":
-                return (e.mtime_ns, False)
-            async with gate:
-                head = await client.head_object(Bucket=prefix.bucket, Key=prefix.key(e.path))
+                return (e.mtime_ns, False, None)
+            key = prefix.key(e.path)
+            try:
+                async with gate:
+                    head = await retrying(
+                        HEAD_ATTEMPTS,
+                        lambda: client.head_object(Bucket=prefix.bucket, Key=key),
+                        f"HEAD of {key}",
+                    )
+            except Exception as exc:  # noqa: BLE001 - one object's failure is its row's
+                return (None, False, f"cannot read the object's metadata: {describe(exc)}")
             mtime, origin = restored_mtime(head.get("Metadata"), e.mtime_ns)
-            return (mtime, origin == SYNC_MTIME_KEY)
+            return (mtime, origin == SYNC_MTIME_KEY, None)
 
         return await asyncio.gather(*(one(e) for e in entries))
 

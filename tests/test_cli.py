@@ -502,3 +502,34 @@ def test_serve_without_a_prefect_server_is_one_line():
     assert_one_line_error(
         proc, "ferry serve needs a running Prefect server", "prefect server start"
     )
+
+
+def test_ferry_demo_without_the_emulator_says_how_to_get_it(tmp_path):
+    """A plain install carries no S3 emulator: `ferry demo` says, in one line, how to add it."""
+    import subprocess
+    import sys
+
+    blocker = tmp_path / "no_moto"
+    blocker.mkdir()
+    (blocker / "sitecustomize.py").write_text(
+        "import sys\nclass _Hide:\n    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'moto' or name.startswith('moto.'):\n"
+        "            raise ModuleNotFoundError(name)\n        return None\n"
+        "sys.meta_path.insert(0, _Hide())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "demo"],
+        env={
+            **os.environ,
+            "PYTHONPATH": f"{blocker}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip() == (
+        "ferry: error: ferry demo runs on moto's S3 server, which is not installed: "
+        "pip install 'ferry[demo]' (from a clone, `uv run ferry demo` has it)"
+    )

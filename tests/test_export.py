@@ -198,3 +198,48 @@ def test_a_name_that_is_not_utf8_is_a_rejected_row_and_the_rest_is_copied(
     assert rows["fine.txt"]["status"] == "ok"
     assert set(bucket_objects(s3_client, bucket, "u/")) == {"u/fine.txt"}
     assert not result.ok
+
+
+def test_s3_additional_kwargs_reach_every_write(tmp_path, bucket, s3_client, reports):
+    """Storage options s3fs applies to its requests apply to ferry's: server-side encryption on
+    a single PUT and on a multipart upload; requester-pays on the way back."""
+    from flows import import_data
+
+    src = tmp_path / "src"
+    src.mkdir()
+    write(str(src / "small"), b"s" * 1000)
+    write(str(src / "large"), os.urandom(17 * 2**20))  # above the multipart threshold
+    sse = {"s3_additional_kwargs": {"ServerSideEncryption": "AES256"}}
+    result = export_data(
+        str(src), f"s3://{bucket}/sse", destination_options=sse, report_dir=reports
+    )
+    assert result.counts["ok"] == 2
+    for key in ("sse/small", "sse/large"):
+        assert s3_client.head_object(Bucket=bucket, Key=key)["ServerSideEncryption"] == "AES256"
+    back = import_data(
+        f"s3://{bucket}/sse",
+        str(tmp_path / "back"),
+        source_options={"requester_pays": True},
+        report_dir=reports,
+    )
+    assert back.counts["ok"] == 2
+    assert (tmp_path / "back" / "large").read_bytes() == (src / "large").read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("option", "says"),
+    [
+        ("version_aware", "copies the current version"),
+        ("max_concurrency", "use ferry's concurrency option"),
+        ("fixed_upload_size", "sizes multipart parts itself"),
+    ],
+)
+def test_a_storage_option_ferry_would_not_apply_is_refused(tmp_path, option, says):
+    from tasks.endpoints import parse_endpoint
+    from tasks.errors import UsageError
+
+    with pytest.raises(UsageError) as refused:
+        parse_endpoint("s3://b/p", {option: True})
+    message = str(refused.value)
+    assert message.startswith(f"storage option {option!r} does not apply to ferry's transfers: ")
+    assert says in message and message.endswith(": s3://b/p")

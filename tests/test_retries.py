@@ -88,3 +88,56 @@ def test_permanent_errors_are_not_retried(tmp_path, bucket, s3_client, reports):
     row = ReportDir(reports, "t-perm").read_parts().to_pylist()[0]
     assert row["status"] == "failed" and row["attempts"] == 1
     assert "PreconditionFailed" in row["reason"]
+
+
+def test_a_lasting_error_on_one_head_in_verify_is_that_object_s_row(
+    tmp_path, bucket, s3_client, s3_endpoint, reports
+):
+    """verify_data reads stored mtimes with a HEAD per object: one object whose HEAD keeps
+    failing is a failed row saying why, and the rest are compared."""
+    from flows import verify_data
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("a", "b", "doomed"):
+        (src / name).write_bytes(b"same")
+    export_data(str(src), f"s3://{bucket}/v", report_dir=reports)
+    with (
+        FlakyProxy(s3_endpoint, {"/v/doomed": -1}) as proxy,
+        pytest.raises(EntriesFailed) as failed,
+    ):
+        verify_data(
+            str(src),
+            f"s3://{bucket}/v",
+            destination_options={"endpoint_url": proxy.url},
+            report_dir=reports,
+        )
+    rows = manifest_rows(failed.value.result)
+    assert rows["a"]["status"] == rows["b"]["status"] == "ok"
+    assert rows["doomed"]["status"] == "failed"
+    # a HEAD's error has no body: its status is all the store says
+    assert rows["doomed"]["reason"] == "cannot read the object's metadata: 503: Service Unavailable"
+
+
+def test_attempts_count_the_retries_of_a_part_and_of_a_byte_range(
+    tmp_path, bucket, s3_endpoint, s3_client, reports
+):
+    """A large file's inner retries (one part of its multipart upload, one byte range of its
+    download) are the object's attempts too, not hidden behind attempts == 1."""
+    import os
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "big").write_bytes(os.urandom(17 * 2**20))  # multipart: 3 parts
+    with FlakyProxy(s3_endpoint, {"partNumber=2": 2}) as proxy:
+        result = export_data(
+            str(src),
+            f"s3://{bucket}/big",
+            report_dir=reports,
+            destination_options={"endpoint_url": proxy.url},
+        )
+        assert proxy.seen["partNumber=2"] == 3
+    row = manifest_rows(result)["big"]
+    assert row["status"] == "ok" and row["attempts"] == 3
+    logs = [m for _, m in run_logs(result.task_id)]
+    assert sum(m.startswith(f"retrying part 2 of {src / 'big'} (attempt ") for m in logs) == 2
