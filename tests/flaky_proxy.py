@@ -19,8 +19,11 @@ class FlakyProxy:
     """`failures[fragment] = n`: the first n requests whose path contains fragment get a 503
     (n < 0: every one). `seen[fragment]` counts the requests that matched."""
 
-    def __init__(self, upstream: str, failures: dict[str, int]) -> None:
+    def __init__(self, upstream: str, failures: dict[str, int], on_request=None) -> None:
+        """`on_request(method, path)`, if given, runs before each request is forwarded (to act
+        at a precise point of a client's sequence of requests)."""
         self.upstream = urlsplit(upstream).netloc
+        self.on_request = on_request
         self.failures = dict(failures)
         self.seen = dict.fromkeys(failures, 0)
         self.lock = threading.Lock()
@@ -43,6 +46,8 @@ class FlakyProxy:
                     if self.command != "HEAD":
                         self.wfile.write(UNAVAILABLE)
                     return
+                if proxy.on_request is not None:
+                    proxy.on_request(self.command, self.path)
                 conn = http.client.HTTPConnection(proxy.upstream, timeout=60)
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
                 conn.request(self.command, self.path, body=body, headers=headers)

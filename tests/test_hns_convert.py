@@ -118,6 +118,45 @@ def test_unresolvable_conflict_stops_before_commit(bucket, s3_client, metadata, 
         assert Store(metadata).active(conn, bucket) is None
 
 
+def test_a_write_during_the_conversion_discards_the_namespace(
+    bucket, s3_client, s3_endpoint, metadata, reports
+):
+    """Someone writes to the bucket after the conversion listed it (here: at its first tag
+    look-up, which comes after the listing and before the namespace is built): the second
+    listing sees it, the namespace is discarded, nothing is activated."""
+    import threading
+
+    from flaky_proxy import FlakyProxy
+
+    fill(s3_client, bucket, {"a/x": b"1", "b": b"2"})
+    wrote = threading.Event()
+
+    def write_once(method: str, path: str) -> None:
+        if "tagging" in path and not wrote.is_set():
+            wrote.set()
+            s3_client.put_object(Bucket=bucket, Key="late-arrival", Body=b"new")
+
+    with (
+        FlakyProxy(s3_endpoint, {}, on_request=write_once) as proxy,
+        pytest.raises(
+            ConversionRefused, match=r"changed during the conversion: 'late-arrival \(created\)'"
+        ),
+    ):
+        convert_to_hns(
+            f"s3://{bucket}",
+            metadata=metadata,
+            storage_options={"endpoint_url": proxy.url},
+            report_dir=reports,
+        )
+    assert wrote.is_set()
+    store = Store(metadata)
+    with store.begin() as conn:
+        assert store.active(conn, bucket) is None
+    # discarded, not left half-built: the bucket converts once the writer is done
+    result = convert_to_hns(f"s3://{bucket}", metadata=metadata, report_dir=reports)
+    assert result.counts["failed"] == 0
+
+
 def test_writes_during_conversion_are_detected():
     before = [SourceObject("a", 1, "e1", 1), SourceObject("b", 1, "e2", 1)]
     after = [SourceObject("a", 1, "e9", 2), SourceObject("c", 1, "e3", 1)]
