@@ -272,3 +272,29 @@ def test_a_batch_with_a_failed_entry_shows_on_the_run_and_fails_it(tmp_path, buc
     assert any(lv == "WARNING" and m.startswith("batch 1: 1 failed, 1 ok; ") for lv, m in logs)
     assert any(lv == "WARNING" and m.startswith("  failed blocked/x: ") for lv, m in logs)
     assert (dest / "fine").read_bytes() == b"y"
+
+
+def test_the_polling_watcher_takes_a_file_once_it_stops_changing(tmp_path):
+    """Where inotify cannot watch (another machine's writes on a shared mount), the watcher
+    polls: a new file, in a new subdirectory too, is taken once it has stopped changing for
+    settle_seconds, a file still growing waits, and each is taken once."""
+    from tasks.watch import Pending, Watcher
+
+    pending = Pending(settle_seconds=5)  # "later" is given explicitly: nothing sleeps
+    watcher = Watcher(str(tmp_path), pending, use_inotify=False)
+    assert watcher.kind == "polling"
+    (tmp_path / "sub").mkdir()
+    done, growing = tmp_path / "sub" / "done.pt", tmp_path / "growing.pt"
+    done.write_bytes(b"complete")
+    growing.write_bytes(b"part 1")
+    watcher.poll(0.01)
+    assert pending.ready() == []  # seen just now: not settled yet
+    later = time.monotonic() + 10  # past the settle time, without sleeping
+    with open(growing, "ab") as f:
+        f.write(b", part 2")  # it changed since it was seen
+    assert pending.ready(later) == [str(done)]
+    watcher.poll(0.01)
+    assert pending.ready() == []  # the growing one waits a settle time again
+    assert pending.ready(time.monotonic() + 20) == [str(growing)]
+    watcher.poll(0.01)
+    assert pending.ready(time.monotonic() + 30) == []  # each file is taken once
