@@ -20,9 +20,10 @@ from tasks.errors import is_transient
 from tasks.job import Job, Outcome
 from tasks.limits import TaskLimits
 from tasks.listing import STATE_XATTR, hold, strip_etag, temporary_name
-from tasks.metadata import SYNC_MTIME_KEY, restored_mtime, same_mtime
+from tasks.metadata import restored_mtime
 from tasks.plan import UNCHANGED, Item
 from tasks.retry import backoff, log_retry
+from tasks.sameness import difference
 
 PART_SIZE = 16 * 2**20
 PARALLEL_THRESHOLD = 32 * 2**20
@@ -121,11 +122,12 @@ async def _unchanged(client, job: Job, key: str, item: Item, dfd: int, name: str
     except FileNotFoundError:
         return None
     head = await client.head_object(Bucket=job.bucket.bucket, Key=key)
-    stored, origin = restored_mtime(head.get("Metadata"), _last_modified_ns(head))
-    if (
-        stat.S_ISREG(st.st_mode)
-        and st.st_size == head.get("ContentLength")
-        and same_mtime(st.st_mtime_ns, stored, whole_seconds=origin == SYNC_MTIME_KEY)
+    stored, _ = restored_mtime(head.get("Metadata"), _last_modified_ns(head))
+    if stat.S_ISREG(st.st_mode) and not difference(
+        size=head.get("ContentLength"),
+        mtime_ns=stored,
+        found_size=st.st_size,
+        found_mtime_ns=st.st_mtime_ns,
     ):
         etag = strip_etag(head.get("ETag"))
         with contextlib.suppress(OSError):

@@ -48,13 +48,3 @@ def restored_mtime(
     if fine is not None:
         return fine, RCLONE_MTIME_KEY
     return last_modified_ns, "LastModified"
-
-
-def same_mtime(a_ns: int | None, b_ns: int | None, *, whole_seconds: bool = False) -> bool:
-    """Equal to the microsecond (what every file system and float metadata keep), or to the second
-    when one side only has whole seconds."""
-    if a_ns is None or b_ns is None:
-        return False
-    if whole_seconds:
-        return a_ns // NS == b_ns // NS
-    return abs(a_ns - b_ns) < 1000

@@ -12,6 +12,7 @@ from typing import Literal
 
 from tasks.listing import Entry, Filter
 from tasks.names import key_problem, key_too_long, path_problem
+from tasks.sameness import size_difference
 
 Direction = Literal["export", "import"]
 Overwrite = Literal["changed", "always", "never"]
@@ -128,8 +129,8 @@ def _decide(
         return _item(entry, "copy")
     if overwrite == "never":
         return _item(entry, "skip", "exists at destination (overwrite=never)")
-    if there.size != entry.size:
-        return _item(entry, "copy")
+    if size_difference(entry.size, there.size):
+        return _item(entry, "copy")  # differs for sure; the same size is checked by HEAD
     if state_matches:  # import: the file is what an earlier import wrote, with its mtime
         return replace(_item(entry, "skip", UNCHANGED), mtime_ns=there.mtime_ns)
     return _item(entry, "check")

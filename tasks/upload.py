@@ -22,9 +22,10 @@ from tasks.beneath import open_file, opened_dir, opened_dir_at
 from tasks.job import Job, Outcome
 from tasks.limits import TaskLimits
 from tasks.listing import strip_etag
-from tasks.metadata import SYNC_MTIME_KEY, mtime_metadata, restored_mtime, same_mtime
+from tasks.metadata import mtime_metadata, restored_mtime
 from tasks.plan import UNCHANGED, Item
 from tasks.retry import retrying
+from tasks.sameness import difference
 
 PART_SIZE = 8 * 2**20
 MULTIPART_THRESHOLD = 16 * 2**20
@@ -89,9 +90,12 @@ def _has_entries(dfd: int, name: str) -> bool:
 async def _unchanged(client, job: Job, key: str, item: Item) -> Outcome | None:
     head = await client.head_object(Bucket=job.bucket.bucket, Key=key)
     last_modified = int(head["LastModified"].timestamp() * 1e9)
-    stored, origin = restored_mtime(head.get("Metadata"), last_modified)
-    if head.get("ContentLength") == item.size and same_mtime(
-        stored, item.mtime_ns, whole_seconds=origin == SYNC_MTIME_KEY
+    stored, _ = restored_mtime(head.get("Metadata"), last_modified)
+    if not difference(
+        size=item.size,
+        mtime_ns=item.mtime_ns,
+        found_size=head.get("ContentLength"),
+        found_mtime_ns=stored,
     ):
         return Outcome("skipped", UNCHANGED, checksum=strip_etag(head.get("ETag")), action="skip")
     return None

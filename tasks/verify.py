@@ -21,11 +21,12 @@ from tasks.errors import describe
 from tasks.job import Job
 from tasks.listing import Entry, Filter, list_bucket, list_directory, strip_etag
 from tasks.manifest import now
-from tasks.metadata import SYNC_MTIME_KEY, restored_mtime, same_mtime
+from tasks.metadata import restored_mtime
 from tasks.names import key_problem, path_problem
 from tasks.plan import UNCHANGED
 from tasks.retry import retrying
 from tasks.runlog import bind, run_logger
+from tasks.sameness import difference, same_mtime, size_difference
 
 EMPTY_MD5 = "d41d8cd98f00b204e9800998ecf8427e"
 HASH_WORKERS = 4
@@ -77,12 +78,14 @@ def verify_copied(job: Job, rows: list[dict]) -> dict[str, tuple[bool, str | Non
             results[r["path"]] = (True, None)
         elif job.direction == "import" and entry.kind != "file":
             results[r["path"]] = (False, f"destination is a {entry.kind}, not a file")
-        elif entry.size != expected_size:
-            results[r["path"]] = (
-                False,
-                f"size differs: {entry.size} at destination, {expected_size} expected",
-            )
-        elif job.direction == "import" and not same_mtime(entry.mtime_ns, r["mtime"]):
+        elif size_difference(expected_size, entry.size):
+            results[r["path"]] = (False, size_difference(expected_size, entry.size))
+        elif job.direction == "import" and difference(
+            size=expected_size,
+            mtime_ns=r["mtime"],
+            found_size=entry.size,
+            found_mtime_ns=entry.mtime_ns,
+        ):
             results[r["path"]] = (False, "mtime differs at destination")
         elif job.direction == "export" and r["checksum"] and entry.etag != r["checksum"]:
             results[r["path"]] = (False, "object changed after it was written (ETag differs)")
@@ -208,31 +211,24 @@ def _row(source, destination, e: Entry, started, *, only_destination: bool = Fal
 def _compare_contents(source, destination, pending, *, mode: str, concurrency: int) -> None:
     """Fill in status for entries present on both sides with the same size."""
     sides = [(source, [p[1] for p in pending]), (destination, [p[2] for p in pending])]
-    mtimes: list[list[tuple[int | None, bool]]] = []
+    mtimes: list[list[tuple[int | None, str | None]]] = []
     for endpoint, entries in sides:
         if isinstance(endpoint, Directory):
-            mtimes.append([(e.mtime_ns, False, None) for e in entries])
+            mtimes.append([(e.mtime_ns, None) for e in entries])
         else:
             mtimes.append(
                 _stored_mtimes(endpoint, entries, concurrency)
                 if mode != "none"
-                else [(None, False, None)] * len(entries)
+                else [(None, None)] * len(entries)
             )
     hashes: dict[str, bool | None] = {}
     if mode == "checksum":
         hashes = _content_matches(source, destination, pending)
     for i, (row, src, _dst) in enumerate(pending):
-        (src_mtime, src_whole, src_problem), (dst_mtime, dst_whole, dst_problem) = (
-            mtimes[0][i],
-            mtimes[1][i],
-        )
+        (src_mtime, src_problem), (dst_mtime, dst_problem) = mtimes[0][i], mtimes[1][i]
         if src_problem or dst_problem:
             row.update(status="failed", verified=False, reason=src_problem or dst_problem)
-        elif (
-            mode != "none"
-            and src.kind not in ("dir",)
-            and not same_mtime(src_mtime, dst_mtime, whole_seconds=src_whole or dst_whole)
-        ):
+        elif mode != "none" and src.kind not in ("dir",) and not same_mtime(src_mtime, dst_mtime):
             row.update(status="failed", verified=False, reason="mtime differs")
         elif hashes.get(src.path) is False:
             row.update(status="failed", verified=False, reason="content differs")
@@ -250,7 +246,7 @@ def _stored_mtimes(prefix: BucketPrefix, entries: list[Entry], concurrency: int)
 
         async def one(e: Entry):
             if e.kind == "dir":
-                return (e.mtime_ns, False, None)
+                return (e.mtime_ns, None)
             key = prefix.key(e.path)
             try:
                 async with gate:
@@ -260,9 +256,9 @@ def _stored_mtimes(prefix: BucketPrefix, entries: list[Entry], concurrency: int)
                         f"HEAD of {key}",
                     )
             except Exception as exc:  # noqa: BLE001 - one object's failure is its row's
-                return (None, False, f"cannot read the object's metadata: {describe(exc)}")
-            mtime, origin = restored_mtime(head.get("Metadata"), e.mtime_ns)
-            return (mtime, origin == SYNC_MTIME_KEY, None)
+                return (None, f"cannot read the object's metadata: {describe(exc)}")
+            mtime, _ = restored_mtime(head.get("Metadata"), e.mtime_ns)
+            return (mtime, None)
 
         return await asyncio.gather(*(one(e) for e in entries))
 
