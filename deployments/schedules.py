@@ -16,13 +16,9 @@ from typing import Any
 from prefect.client.orchestration import get_client
 from prefect.exceptions import ObjectNotFound
 
-from tasks.errors import FerryError
+from tasks.errors import FerryError, ScheduleError  # noqa: F401
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
-
-
-class ScheduleError(FerryError):
-    """A schedule operation that is refused; the message says why."""
 
 
 def job_flows() -> dict[str, Any]:

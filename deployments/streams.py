@@ -22,17 +22,13 @@ from pydantic import Field
 
 from flows.credentials import S3Credentials, credential_options, save_credentials
 from tasks.endpoints import BucketPrefix, Directory, parse_endpoint
-from tasks.errors import FerryError, UsageError
+from tasks.errors import FerryError, StreamError, UsageError  # noqa: F401
 
 MAX_STREAMS_PER_FILE_SYSTEM = 10
 MAX_BATCH_TASKS = 4
 NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,47}$")
 TAG_KEY, TAG_VALUE = "ferry-dataflow", "true"
 MODIFIABLE = frozenset({"refresh_minutes", "add_prefixes", "bandwidth_mbps", "description"})
-
-
-class StreamError(FerryError):
-    """A stream operation that is refused; the message says why."""
 
 
 class DataStream(Block):

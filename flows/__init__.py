@@ -26,9 +26,19 @@ _WHERE = {
     "DestinationUnusable": "tasks.errors",
     "AccessDenied": "tasks.errors",
     "StoreUnreachable": "tasks.errors",
+    "NamespaceError": "tasks.errors",
+    "NotEligible": "tasks.errors",
+    "ConversionRefused": "tasks.errors",
+    "StreamError": "tasks.errors",
+    "ScheduleError": "tasks.errors",
 }
 __all__ = [
     "AccessDenied",
+    "ConversionRefused",
+    "NamespaceError",
+    "NotEligible",
+    "ScheduleError",
+    "StreamError",
     "DestinationUnusable",
     "EntriesFailed",
     "FerryError",
@@ -54,10 +64,15 @@ if TYPE_CHECKING:
     from flows.verify import verify_data
     from tasks.errors import (
         AccessDenied,
+        ConversionRefused,
         DestinationUnusable,
         FerryError,
+        NamespaceError,
+        NotEligible,
+        ScheduleError,
         SourceMissing,
         StoreUnreachable,
+        StreamError,
         UsageError,
     )
 

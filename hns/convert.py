@@ -10,20 +10,12 @@ from datetime import UTC, datetime
 from hns.plan import ARCHIVE_CLASSES, ConversionPlan, SourceObject
 from hns.store import Store
 from tasks.endpoints import BucketPrefix
-from tasks.errors import FerryError, task_error
+from tasks.errors import ConversionRefused, FerryError, NotEligible, task_error  # noqa: F401
 from tasks.listing import list_prefix
 from tasks.retry import retrying
 
 EXAMPLES = 5
 TAG_CHECK_CONCURRENCY = 64
-
-
-class NotEligible(FerryError):
-    """The bucket cannot be converted; nothing was changed."""
-
-
-class ConversionRefused(FerryError):
-    """The conversion stopped before its commit; the bucket and the store are as they were."""
 
 
 def examples(keys: Sequence[str]) -> str:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from tasks.errors import FerryError
+from tasks.errors import FerryError, NamespaceError  # noqa: F401 - NamespaceError is imported from here too
 
 metadata_obj = sa.MetaData()
 
@@ -57,10 +57,6 @@ entries = sa.Table(
     sa.UniqueConstraint("namespace_id", "parent_id", "name", name="ferry_entries_unique_name"),
 )
 sa.Index("ferry_entries_object", entries.c.namespace_id, entries.c.object_key)
-
-
-class NamespaceError(FerryError):
-    """A namespace operation that cannot be done (missing path, not empty, already exists ...)."""
 
 
 @dataclass(frozen=True)

@@ -14,11 +14,9 @@ import os
 import stat
 from collections.abc import Iterator
 
+from tasks.errors import OutsideTree
+
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-
-
-class OutsideTree(OSError):
-    """Following this path would leave the tree (a symbolic link on the way)."""
 
 
 def _step(fd: int, name: str, relative: str) -> int:

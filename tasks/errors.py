@@ -59,6 +59,41 @@ class StoreUnreachable(FerryError):
     """The storage endpoint does not answer."""
 
 
+class NamespaceError(FerryError):
+    """A namespace operation that cannot be done (missing path, not empty, already exists ...)."""
+
+
+class NotEligible(FerryError):
+    """The bucket cannot be converted; nothing was changed."""
+
+
+class ConversionRefused(FerryError):
+    """The conversion stopped before its commit; the bucket and the store are as they were."""
+
+
+class StreamError(FerryError):
+    """A data-stream operation that is refused; the message says why."""
+
+
+class ScheduleError(FerryError):
+    """A schedule operation that is refused; the message says why."""
+
+
+# --- object failures: caught by the copy loop and turned into rows -------------------------------
+
+
+class OutsideTree(OSError):
+    """Following this path would leave the tree (a symbolic link on the way)."""
+
+
+class FileChanged(OSError):
+    """The file changed while it was being read; the upload is retried."""
+
+
+class PartDamaged(ConnectionError):
+    """A part's ETag is not the MD5 of what was sent (transient: it is sent again)."""
+
+
 # --- object-level errors -------------------------------------------------------------------------
 
 #: S3 error codes worth another try: the store is busy or had a passing fault.

@@ -19,6 +19,7 @@ import stat
 import zlib
 
 from tasks.beneath import open_file, opened_dir, opened_dir_at
+from tasks.errors import FileChanged, PartDamaged
 from tasks.job import Job, Outcome
 from tasks.limits import TaskLimits
 from tasks.listing import strip_etag
@@ -31,14 +32,6 @@ PART_SIZE = 8 * 2**20
 MULTIPART_THRESHOLD = 16 * 2**20
 MAX_PARTS = 10_000
 SMALL_READ_IN_LOOP = 2**20
-
-
-class FileChanged(OSError):
-    """The file changed while it was being read; the upload is retried."""
-
-
-class PartDamaged(ConnectionError):
-    """A part's ETag is not the MD5 of what was sent (transient: it is sent again)."""
 
 
 def _md5_header(digest: bytes) -> str:

@@ -37,3 +37,20 @@ def test_path_problem_rejects_long_paths_and_backslashes():
 def test_key_too_long_counts_utf8_bytes():
     assert key_too_long("é" * 513) is not None
     assert key_too_long("e" * 1024) is None
+
+
+def test_every_ferry_error_is_defined_once_and_exported_from_flows():
+    import flows
+    import flows.result  # EntriesFailed and TaskCancelled carry a TaskResult
+    from tasks import errors
+
+    def below(cls):
+        for sub in cls.__subclasses__():
+            yield sub
+            yield from below(sub)
+
+    found = {cls.__name__: cls for cls in below(errors.FerryError)}
+    assert set(found) <= set(flows.__all__)
+    assert {cls.__module__ for cls in found.values()} == {"tasks.errors", "flows.result"}
+    for name, cls in found.items():
+        assert getattr(flows, name) is cls
