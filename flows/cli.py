@@ -744,12 +744,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("ferry: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001 - the one place an unforeseen error meets the user
-        if args.verbose:
+        verbose = getattr(args, "verbose", False)
+        if verbose:
             traceback.print_exc()
         detail = " ".join(str(exc).split())[:300] or type(exc).__name__
         print(
             f"ferry: unexpected error: {type(exc).__name__}: {detail}"
-            + ("" if args.verbose else " (run with -v for the traceback)"),
+            + ("" if verbose else " (run with -v for the traceback)"),
             file=sys.stderr,
         )
         return EXIT_UNEXPECTED

@@ -183,7 +183,7 @@ def convert_to_hns(
         verified = verify_step(store, bucket, plan)
     report.write_part("plan", manifest_rows(bucket, plan, verified))
     done = _report(report, bucket, started, dry_run=check_only)
-    result = TaskResult.from_summary(done.summary)
+    result = done.summary
     runview.publish(done)
     runview.log_summary(done, state_message(result))
     return result

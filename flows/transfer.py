@@ -150,7 +150,7 @@ def run_transfer(direction: str, source: str, destination: str, **options: Any) 
         seconds=time.monotonic() - started,
         dry_run=job.dry_run,
     )
-    result = TaskResult.from_summary(done.summary)
+    result = done.summary
     if watch.event.is_set():
         result = result.model_copy(update={"cancelled": True})
     runview.publish(done)

@@ -73,7 +73,7 @@ def verify_data(
         destination=dst.display,
         seconds=time.monotonic() - started,
     )
-    result = TaskResult.from_summary(done.summary)
+    result = done.summary
     runview.publish(done)
     runview.log_summary(done, state_message(result))
     return result

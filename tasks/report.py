@@ -8,23 +8,42 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 import pyarrow.compute as pc
+from pydantic import BaseModel, ConfigDict, Field
 
 from tasks.manifest import STATUSES, ReportDir
 
 FAILURE_TABLE_ROWS = 500
 
 
-@dataclass(frozen=True)
-class Summary:
-    task_id: str
-    job: str
+class TaskResult(BaseModel):
+    """The outcome of one ferry task (a flow run): what every flow returns, what `summary.json`
+    holds, and what the summary artifact shows."""
+
+    model_config = ConfigDict(frozen=True)
+
+    task_id: str = Field(description="The Prefect flow run id.")
+    job: str = Field(description="export, import, verify or convert.")
     source: str
     destination: str
-    counts: dict[str, int]
-    bytes: int
-    seconds: float
-    manifest: str
+    counts: dict[str, int] = Field(description="status -> number of entries")
+    bytes: int = Field(0, description="Bytes moved.")
+    seconds: float = 0.0
+    manifest: str = Field(description="Path or URL of the Parquet manifest.")
     dry_run: bool = False
+    cancelled: bool = Field(False, description="The task was cancelled before it finished.")
+
+    @property
+    def ok(self) -> bool:
+        """Every entry ok or skipped."""
+        return not (self.counts.get("rejected", 0) or self.counts.get("failed", 0))
+
+    @property
+    def exit_code(self) -> int:
+        from flows.exit_codes import EXIT_CANCELLED, EXIT_ENTRIES_FAILED, EXIT_OK
+
+        if self.cancelled:
+            return EXIT_CANCELLED
+        return EXIT_OK if self.ok else EXIT_ENTRIES_FAILED
 
     @property
     def entries(self) -> int:
@@ -39,19 +58,13 @@ class Summary:
         return self.bytes / 1e6 / self.seconds if self.seconds > 0 else 0.0
 
     def as_dict(self) -> dict:
+        """`summary.json`: the fields and the derived rates."""
         return {
-            "task_id": self.task_id,
-            "job": self.job,
-            "source": self.source,
-            "destination": self.destination,
-            "counts": self.counts,
+            **self.model_dump(exclude={"cancelled"}),
             "entries": self.entries,
-            "bytes": self.bytes,
             "seconds": round(self.seconds, 3),
             "files_per_second": round(self.files_per_second, 1),
             "megabytes_per_second": round(self.megabytes_per_second, 1),
-            "manifest": self.manifest,
-            "dry_run": self.dry_run,
         }
 
 
@@ -60,7 +73,7 @@ class Report:
     """What the report step hands the flow: the summary, and the first rejected and failed rows
     (path, status, reason, kind, size, attempts)."""
 
-    summary: Summary
+    summary: TaskResult
     problems: list[dict]
 
 
@@ -108,7 +121,7 @@ def merge(report: ReportDir) -> pa.Table:
     return table.sort_by([("path", "ascending")]) if table.num_rows else table
 
 
-def markdown(summary: Summary, problems: list[dict]) -> str:
+def markdown(summary: TaskResult, problems: list[dict]) -> str:
     c = summary.counts
     lines = [
         f"# ferry {summary.job}{' (dry run)' if summary.dry_run else ''}",

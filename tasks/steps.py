@@ -18,7 +18,7 @@ from tasks.manifest import ReportDir
 from tasks.partition import Partition
 from tasks.report import (
     Report,
-    Summary,
+    TaskResult,
     apply_verification,
     counts_of,
     failures_table,
@@ -102,7 +102,7 @@ def report_step(
     the flow (`flows.runview.publish`), so they show on the flow run."""
     table = apply_verification(merge(report), verification)
     manifest = report.write_manifest(table)
-    summary = Summary(
+    summary = TaskResult(
         task_id=report.task_id,
         job=job,
         source=source,

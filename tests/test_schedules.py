@@ -420,7 +420,7 @@ def test_named_schedules_run_with_their_parameters_and_survive_restarts(
         "create",
         "every-few",
         "--interval",
-        "3",
+        "20",
         "export",
         str(src),
         f"s3://{bucket}/sched",
@@ -429,7 +429,7 @@ def test_named_schedules_run_with_their_parameters_and_survive_restarts(
     )
     assert made.returncode == 0, made.stderr
     assert made.stdout.strip() == (
-        "created schedule every-few: export every 3 s; `ferry serve` runs it"
+        "created schedule every-few: export every 20 s; `ferry serve` runs it"
     )
     again = ferry(
         env,
@@ -437,12 +437,13 @@ def test_named_schedules_run_with_their_parameters_and_survive_restarts(
         "create",
         "every-few",
         "--interval",
-        "3",
+        "20",
         "export",
         str(src),
         f"s3://{bucket}/sched",
     )
-    assert again.returncode == 2 and "a schedule of this name exists" in again.stderr
+    assert again.returncode == 2, again.stderr
+    assert "a schedule of this name exists" in again.stderr
     # a schedule added in the UI (no name: the UI gives none)
     deployment = httpx.get(f"{api}/deployments/name/ferry-export/export", timeout=30).json()
     httpx.post(
@@ -467,7 +468,8 @@ def test_named_schedules_run_with_their_parameters_and_survive_restarts(
         keys = {o["Key"] for o in s3_client.list_objects_v2(Bucket=bucket)["Contents"]}
         assert {f"sched/f{i}" for i in range(3)} <= keys
         paused = ferry(env, "schedule", "pause", "every-few")
-        assert paused.returncode == 0 and paused.stdout.strip() == "paused schedule every-few"
+        assert paused.returncode == 0, paused.stderr
+        assert paused.stdout.strip() == "paused schedule every-few"
 
         # a stream created while serve runs is served without a restart
         create = (
@@ -530,7 +532,8 @@ def test_named_schedules_run_with_their_parameters_and_survive_restarts(
         ui = [s for name, s in schedules.items() if name.startswith("(UI)")]
         assert [s["schedule"] for s in ui] == ["cron 0 3 * * * (UTC)"]
         deleted = ferry(env, "schedule", "delete", "every-few")
-        assert deleted.returncode == 0 and deleted.stdout.strip() == "deleted schedule every-few"
+        assert deleted.returncode == 0, deleted.stderr
+        assert deleted.stdout.strip() == "deleted schedule every-few"
         gone = ferry(env, "schedule", "pause", "every-few")
         assert gone.returncode == 2
         assert gone.stderr.strip() == (
