@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 
-from prefect import flow, task
+from prefect import flow
 from prefect.runtime import flow_run
 
 from flows import runview
@@ -27,57 +27,22 @@ from flows.options import (
     described,
 )
 from flows.result import TaskResult, ends_truthfully, state_message
-from hns.convert import (
-    ConversionRefused,
-    NotEligible,
-    changes,
-    converted_message,
-    eligibility_problems,
-    examples,
-    list_objects,
-    verify_namespace,
-)
-from hns.plan import ARCHIVE_CLASSES, ConversionPlan, plan_conversion
+from hns.convert import changes, converted_message, examples
+from hns.plan import ARCHIVE_CLASSES, ConversionPlan
 from hns.store import Store
+from tasks.convert_steps import (
+    build_step,
+    commit_step,
+    eligibility_step,
+    list_step,
+    plan_step,
+    verify_namespace_step,
+)
 from tasks.endpoints import BucketPrefix, parse_endpoint
-from tasks.errors import UsageError
+from tasks.errors import ConversionRefused, NotEligible, UsageError
 from tasks.manifest import ReportDir, check_report_dir, now
 from tasks.preflight import check_bucket
-from tasks.steps import STEP, report_step
-
-
-@task(name="list-objects", **STEP)
-def list_step(bucket: BucketPrefix):
-    return bucket.run(list_objects, bucket)
-
-
-@task(name="check-eligibility", **STEP)
-def eligibility_step(bucket: BucketPrefix, objects, check_tags: bool) -> list[str]:
-    return bucket.run(eligibility_problems, bucket.bucket, objects, check_tags=check_tags)
-
-
-@task(name="plan-conversion", **STEP)
-def plan_step(objects, ts: int) -> ConversionPlan:
-    return plan_conversion(objects, ts)
-
-
-@task(name="build-namespace", **STEP)
-def build_step(store: Store, bucket: BucketPrefix, plan: ConversionPlan, task_id: str) -> int:
-    ns_id = store.start_building(
-        bucket.bucket, source_url=bucket.display, conversion_ts=plan.ts, task_id=task_id
-    )
-    store.fill(ns_id, plan.tree())
-    return ns_id
-
-
-@task(name="commit-namespace", **STEP)
-def commit_step(store: Store, ns_id: int) -> float:
-    return store.activate(ns_id)
-
-
-@task(name="verify-namespace", **STEP)
-def verify_step(store: Store, bucket: BucketPrefix, plan: ConversionPlan):
-    return verify_namespace(store, bucket.bucket, plan)
+from tasks.steps import report_step
 
 
 def manifest_rows(bucket: BucketPrefix, plan: ConversionPlan, verified=None) -> list[dict]:
@@ -180,7 +145,7 @@ def convert_to_hns(
                 f"{what}; the namespace was not activated", where=bucket.display
             )
         commit_step(store, ns_id)
-        verified = verify_step(store, bucket, plan)
+        verified = verify_namespace_step(store, bucket, plan)
     report.write_part("plan", manifest_rows(bucket, plan, verified))
     done = _report(report, bucket, started, dry_run=check_only)
     result = done.summary

@@ -73,7 +73,8 @@ class ConversionPlan:
         return rows
 
 
-def path_problem(path: str) -> str | None:
+def namespace_path_problem(path: str) -> str | None:
+    """Why a key cannot be a path in a namespace (empty segments, `.` and `..`), or None."""
     if not path:
         return "empty name"
     for segment in path.split("/"):
@@ -165,7 +166,7 @@ def plan_conversion(objects: Iterable[SourceObject], ts: int) -> ConversionPlan:
         plan.decisions.append(decision)
         marker = obj.key.endswith("/")
         path = obj.key[:-1] if marker else obj.key
-        problem = path_problem(path)
+        problem = namespace_path_problem(path)
         if problem:
             decision.status, decision.rule, decision.reason = "rejected", "invalid-name", problem
             continue
