@@ -21,7 +21,14 @@ import pyarrow.parquet as pq
 
 SCHEMA_VERSION = "1"
 
+#: Every task's statuses: copied (or compared equal); left as it was (unchanged, dry run,
+#: cancelled); refused before any write (a name that cannot travel, a key leaving the
+#: destination); tried and failed (the reason says why).
 STATUSES = ("ok", "skipped", "rejected", "failed")
+#: Conversion's own statuses, besides ok and failed: `renamed` (the object is reachable under
+#: `new_path`, by the rule in `rule`), `directory` (a zero-byte `dir/` marker became a directory).
+CONVERSION_STATUSES = ("renamed", "directory")
+ALL_STATUSES = STATUSES + CONVERSION_STATUSES
 
 MANIFEST_SCHEMA = pa.schema(
     [
@@ -55,8 +62,16 @@ def now() -> datetime:
 
 
 def table(rows: Iterable[Mapping[str, Any]]) -> pa.Table:
-    """Rows (dicts; missing columns are null) as a table of the manifest schema."""
+    """Rows (dicts; missing columns are null) as a table of the manifest schema. A key that is
+    not a column, or a status that is not declared, is a bug, and raises instead of being
+    dropped."""
     rows = list(rows)
+    for row in rows:
+        unknown = set(row) - set(COLUMNS)
+        if unknown:
+            raise ValueError(f"manifest row has keys that are not columns: {sorted(unknown)}")
+        if row.get("status") not in ALL_STATUSES:
+            raise ValueError(f"manifest row has an undeclared status: {row.get('status')!r}")
     columns = {name: [row.get(name) for row in rows] for name in COLUMNS}
     mtimes = columns["mtime"]
     columns["mtime"] = [

@@ -54,3 +54,19 @@ def test_every_ferry_error_is_defined_once_and_exported_from_flows():
     assert {cls.__module__ for cls in found.values()} == {"tasks.errors", "flows.result"}
     for name, cls in found.items():
         assert getattr(flows, name) is cls
+
+
+def test_every_row_builder_writes_the_manifest_schema_and_nothing_else(tmp_path):
+    """Transfer rows, verify rows and conversion rows go through `manifest.table`, which refuses
+    a key that is not a column or a status that is not declared."""
+    import pytest
+
+    from tasks.manifest import ALL_STATUSES, COLUMNS, table
+
+    table([{"path": "a", "status": "renamed", "new_path": "a.file.1", "rule": "file-then-dir"}])
+    with pytest.raises(ValueError, match="not columns: \\['colour'\\]"):
+        table([{"path": "a", "status": "ok", "colour": "red"}])
+    with pytest.raises(ValueError, match="undeclared status: 'fine'"):
+        table([{"path": "a", "status": "fine"}])
+    assert set(ALL_STATUSES) == {"ok", "skipped", "rejected", "failed", "renamed", "directory"}
+    assert COLUMNS[:3] == ("path", "source", "destination")
