@@ -108,9 +108,21 @@ def processes_with(marker: str) -> list[str]:
     return found
 
 
+def api_request(method: str, url: str, **kwargs) -> httpx.Response:
+    """A request to the Prefect API as Prefect's own client makes it: a busy server (SQLite
+    locked under load) answers 503 or 429 for a moment, and the request is tried again."""
+    deadline = time.monotonic() + 120
+    while True:
+        response = httpx.request(method, url, **kwargs)
+        if response.status_code not in (429, 502, 503) or time.monotonic() > deadline:
+            return response
+        time.sleep(1)
+
+
 def runs_of(api: str, deployment: str) -> list[dict]:
     """The deployment's flow runs, as the API reports them, oldest first."""
-    response = httpx.post(
+    response = api_request(
+        "POST",
         f"{api}/flow_runs/filter",
         json={"deployments": {"name": {"any_": [deployment]}}, "sort": "EXPECTED_START_TIME_ASC"},
         timeout=30,
@@ -245,11 +257,12 @@ def test_a_killed_stream_task_is_marked_crashed_and_gives_its_slot_back(
     )
 
     def slots() -> int:
-        response = httpx.get(f"{api}/v2/concurrency_limits/ferry-stream-crash", timeout=30)
+        response = api_request("GET", f"{api}/v2/concurrency_limits/ferry-stream-crash", timeout=30)
         return response.json()["active_slots"]
 
     def runs() -> list[dict]:
-        response = httpx.post(
+        response = api_request(
+            "POST",
             f"{api}/flow_runs/filter",
             json={"flow_runs": {"tags": {"all_": ["ferry-stream:crash"]}}},
             timeout=30,
@@ -267,7 +280,7 @@ def test_a_killed_stream_task_is_marked_crashed_and_gives_its_slot_back(
     killed = time.monotonic()
     crashed_after = freed_after = None
     while crashed_after is None or freed_after is None:
-        state = httpx.get(f"{api}/flow_runs/{run['id']}", timeout=30).json()["state"]
+        state = api_request("GET", f"{api}/flow_runs/{run['id']}", timeout=30).json()["state"]
         if crashed_after is None and state["type"] == "CRASHED":
             crashed_after = time.monotonic() - killed
         if freed_after is None and slots() == 0:
@@ -445,8 +458,11 @@ def test_named_schedules_run_with_their_parameters_and_survive_restarts(
     assert again.returncode == 2, again.stderr
     assert "a schedule of this name exists" in again.stderr
     # a schedule added in the UI (no name: the UI gives none)
-    deployment = httpx.get(f"{api}/deployments/name/ferry-export/export", timeout=30).json()
-    httpx.post(
+    deployment = api_request(
+        "GET", f"{api}/deployments/name/ferry-export/export", timeout=30
+    ).json()
+    api_request(
+        "POST",
         f"{api}/deployments/{deployment['id']}/schedules",
         json=[{"schedule": {"cron": "0 3 * * *", "timezone": "UTC"}, "active": False}],
         timeout=30,
@@ -479,20 +495,22 @@ def test_named_schedules_run_with_their_parameters_and_survive_restarts(
         subprocess.run([sys.executable, "-c", create], env=env, check=True, timeout=300)
 
         def served_stream():
-            response = httpx.get(
-                f"{api}/deployments/name/ferry-stream-task/latecomer-export", timeout=30
+            response = api_request(
+                "GET", f"{api}/deployments/name/ferry-stream-task/latecomer-export", timeout=30
             )
             return response.json() if response.status_code == 200 else None
 
         late = wait_for("stream deployment", served_stream, serve, log)
-        response = httpx.post(
-            f"{api}/deployments/{late['id']}/create_flow_run", json={}, timeout=30
+        response = api_request(
+            "POST", f"{api}/deployments/{late['id']}/create_flow_run", json={}, timeout=30
         )
         assert response.status_code == 201, response.text
         started = response.json()
 
         def finished():
-            state = httpx.get(f"{api}/flow_runs/{started['id']}", timeout=30).json()["state"]
+            state = api_request("GET", f"{api}/flow_runs/{started['id']}", timeout=30).json()[
+                "state"
+            ]
             return state if state["type"] in {"COMPLETED", "FAILED", "CRASHED"} else None
 
         assert wait_for("run of the new stream", finished, serve, log)["type"] == "COMPLETED"
