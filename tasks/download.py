@@ -16,13 +16,12 @@ import os
 import stat
 
 from tasks.beneath import OutsideTree, opened_dir
-from tasks.errors import is_transient
 from tasks.job import Job, Outcome
 from tasks.limits import TaskLimits
 from tasks.listing import STATE_XATTR, hold, strip_etag, temporary_name
 from tasks.metadata import restored_mtime
 from tasks.plan import UNCHANGED, Item
-from tasks.retry import backoff, log_retry
+from tasks.retry import retrying
 from tasks.sameness import difference
 
 PART_SIZE = 16 * 2**20
@@ -176,25 +175,22 @@ async def _ranged(client, job: Job, limits: TaskLimits, bucket: str, key: str, i
     first: list = []
 
     async def fetch(start: int, end: int) -> None:
-        position, attempt = start, 0
+        position = start
+
+        async def rest() -> None:  # from where the last try broke off
+            nonlocal position
+            response = await client.get_object(
+                Bucket=bucket, Key=key, Range=f"bytes={position}-{end}", **_conditions(item)
+            )
+            if start == 0 and not first:
+                first.append(response)
+            async with response["Body"] as body:
+                position = await _stream(body, fd, position, limits)
+            if position <= end:
+                raise asyncio.IncompleteReadError(b"", end - position + 1)
+
         async with limits.parts():
-            while position <= end:
-                attempt += 1
-                try:
-                    response = await client.get_object(
-                        Bucket=bucket, Key=key, Range=f"bytes={position}-{end}", **_conditions(item)
-                    )
-                    if start == 0 and not first:
-                        first.append(response)
-                    async with response["Body"] as body:
-                        position = await _stream(body, fd, position, limits)
-                    if position <= end:
-                        raise asyncio.IncompleteReadError(b"", end - position + 1)
-                except Exception as exc:
-                    if attempt >= job.retries or not is_transient(exc):
-                        raise
-                    log_retry(f"bytes {position}-{end} of {key}", attempt, job.retries, exc)
-                    await asyncio.sleep(backoff(attempt))
+            await retrying(job.retries, rest, f"bytes {start}-{end} of {key}")
 
     await asyncio.gather(
         *(fetch(start, min(start + span, size) - 1) for start in range(0, size, span))

@@ -128,7 +128,7 @@ def test_attempts_count_the_retries_of_a_part_and_of_a_byte_range(
 
     src = tmp_path / "src"
     src.mkdir()
-    (src / "big").write_bytes(os.urandom(17 * 2**20))  # multipart: 3 parts
+    (src / "big").write_bytes(os.urandom(33 * 2**20))  # 5 parts out, 3 byte ranges back
     with FlakyProxy(s3_endpoint, {"partNumber=2": 2}) as proxy:
         result = export_data(
             str(src),
@@ -141,3 +141,15 @@ def test_attempts_count_the_retries_of_a_part_and_of_a_byte_range(
     assert row["status"] == "ok" and row["attempts"] == 3
     logs = [m for _, m in run_logs(result.task_id)]
     assert sum(m.startswith(f"retrying part 2 of {src / 'big'} (attempt ") for m in logs) == 2
+    # the way back: byte ranges at once; the first GET of the key breaks, once
+    with FlakyProxy(s3_endpoint, {"/big/big": 1}) as proxy:
+        back = import_data(
+            f"s3://{bucket}/big",
+            str(tmp_path / "back"),
+            report_dir=reports,
+            source_options={"endpoint_url": proxy.url},
+        )
+        assert proxy.seen["/big/big"] == 4  # three ranges of up to 16 MiB, one of them twice
+    row = manifest_rows(back)["big"]
+    assert row["status"] == "ok" and row["attempts"] == 2
+    assert (tmp_path / "back" / "big").read_bytes() == (src / "big").read_bytes()
