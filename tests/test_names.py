@@ -70,3 +70,22 @@ def test_every_row_builder_writes_the_manifest_schema_and_nothing_else(tmp_path)
         table([{"path": "a", "status": "fine"}])
     assert set(ALL_STATUSES) == {"ok", "skipped", "rejected", "failed", "renamed", "directory"}
     assert COLUMNS[:3] == ("path", "source", "destination")
+
+
+def test_every_public_name_imports_from_flows():
+    import flows
+    from flows import EntriesFailed, FerryError, stream_export, stream_import  # noqa: F401
+
+    for name in flows.__all__:
+        assert getattr(flows, name) is not None, name
+    assert stream_export.name == "ferry-stream-export"
+    assert stream_import.name == "ferry-stream-import"
+
+
+def test_the_readme_says_how_a_newcomer_types_ferry():
+    import pathlib
+
+    readme = (pathlib.Path(__file__).parents[1] / "README.md").read_text()
+    assert readme.splitlines()[3].startswith("uv run ferry demo")
+    assert readme.splitlines()[4].startswith("uv run pytest")
+    assert "uv tool install ." in readme and "uv run ferry …" in readme
