@@ -98,7 +98,7 @@ async def copy_items(client, job: Job, part: Partition, log=None) -> list[dict]:
                     outcome = await unless_stopped(work, stop)
                     break
                 except Abandoned:
-                    outcome = Outcome("skipped", CANCELLED_IN_FLIGHT)
+                    outcome = await _abandoned(client, job, item)
                     break
                 except OutsideDestination as exc:
                     outcome = Outcome("rejected", str(exc))
@@ -125,7 +125,45 @@ async def copy_items(client, job: Job, part: Partition, log=None) -> list[dict]:
 
 
 CANCELLED_BEFORE = "cancelled before it started"
-CANCELLED_IN_FLIGHT = "cancelled: abandoned in flight (nothing left at the destination)"
+CANCELLED_IN_FLIGHT = "cancelled: abandoned in flight (the destination is as it was)"
+LANDED_AS_CANCELLED = "written as the task was cancelled (the store had committed it)"
+
+
+async def _abandoned(client, job: Job, item: Item) -> Outcome:
+    """The row of a transfer abandoned in flight. A download's temporary file is gone and its
+    final name untouched; but a PUT the store committed just before the cancellation reached
+    it did land, whole (a PUT is atomic): a HEAD tells, so the row never says otherwise."""
+    if job.direction != "export" or item.kind not in ("file", "symlink", "special"):
+        return Outcome("skipped", CANCELLED_IN_FLIGHT)
+    from tasks.listing import strip_etag
+    from tasks.metadata import restored_mtime
+    from tasks.sameness import difference
+
+    try:
+        head = await asyncio.wait_for(
+            client.head_object(Bucket=job.bucket.bucket, Key=job.bucket.key(item.path)), 10
+        )
+    except Exception:  # noqa: BLE001 - not there (or not knowable): it did not land
+        return Outcome("skipped", CANCELLED_IN_FLIGHT)
+    stored, _ = restored_mtime(head.get("Metadata"), None)
+    size = item.size if item.kind == "file" else 0
+    if difference(
+        size=size,
+        mtime_ns=item.mtime_ns,
+        found_size=head.get("ContentLength"),
+        found_mtime_ns=stored,
+    ):
+        return Outcome("skipped", CANCELLED_IN_FLIGHT)
+    return Outcome(
+        "ok",
+        LANDED_AS_CANCELLED,
+        bytes=size,
+        checksum=strip_etag(head.get("ETag")),
+        mtime_ns=stored,
+        action="copy",
+    )
+
+
 #: How often the copy loop looks at the task's cancellation flag.
 STOP_POLL_SECONDS = 0.2
 
