@@ -427,34 +427,13 @@ def test_named_schedules_run_with_their_parameters_and_survive_restarts(
     assert missing.returncode == 2
     assert missing.stderr.strip() == f"ferry: error: directory does not exist: {tmp_path / 'nope'}"
 
-    made = ferry(
-        env,
-        "schedule",
-        "create",
-        "every-few",
-        "--interval",
-        "20",
-        "export",
-        str(src),
-        f"s3://{bucket}/sched",
-        "--concurrency",
-        "4",
-    )
+    create = ["schedule", "create", "every-few", "--interval", "20", "export", str(src)]
+    made = ferry(env, *create, f"s3://{bucket}/sched", "--concurrency", "4")
     assert made.returncode == 0, made.stderr
     assert made.stdout.strip() == (
         "created schedule every-few: export every 20 s; `ferry serve` runs it"
     )
-    again = ferry(
-        env,
-        "schedule",
-        "create",
-        "every-few",
-        "--interval",
-        "20",
-        "export",
-        str(src),
-        f"s3://{bucket}/sched",
-    )
+    again = ferry(env, *create, f"s3://{bucket}/sched")
     assert again.returncode == 2, again.stderr
     assert "a schedule of this name exists" in again.stderr
     # a schedule added in the UI (no name: the UI gives none)
