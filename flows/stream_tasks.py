@@ -41,7 +41,7 @@ from flows.result import TaskResult, ends_truthfully, state_message
 from flows.runview import log_batch
 from tasks import cancel
 from tasks import limits as task_limits
-from tasks.apply import apply_partition
+from tasks.apply import PROBLEMS_SHOWN, apply_partition
 from tasks.endpoints import transfer_endpoints
 from tasks.job import Job, decided_row
 from tasks.listing import Entry, Filter, list_bucket, list_directory, without_reports
@@ -163,7 +163,9 @@ class _Session:
         counts = Counter(final_status(i) for i in decided)
         nbytes, problems = (
             0,
-            [(i.path, "rejected", i.reason) for i in decided if final_status(i) == "rejected"][:3],
+            [(i.path, "rejected", i.reason) for i in decided if final_status(i) == "rejected"][
+                :PROBLEMS_SHOWN
+            ],
         )
         if work:
             done = apply_partition(self.job, Partition(self.batches, tuple(work)), self.report)

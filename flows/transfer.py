@@ -46,6 +46,7 @@ from tasks.manifest import ReportDir, check_report_dir, now
 from tasks.partition import DEFAULT_BYTES, DEFAULT_FILES, partition
 from tasks.plan import APPLY_ACTIONS, final_status, plan_export, plan_import
 from tasks.preflight import check_bucket, check_directory, empty_source
+from tasks.runlog import run_logger
 from tasks.steps import apply_step, list_bucket_step, list_directory_step, report_step, verify_step
 from tasks.upload import abort_abandoned_uploads
 
@@ -138,7 +139,7 @@ def run_transfer(direction: str, source: str, destination: str, **options: Any) 
         finally:
             task_limits.release(task_id)
     if watch.event.is_set():
-        runview.run_logger().warning("cancelled: writing the manifest of what was done")
+        run_logger().warning("cancelled: writing the manifest of what was done")
 
     verification = verify_step(job, report) if job.verify != "none" and not job.dry_run else {}
     done = report_step(
