@@ -16,16 +16,7 @@ from prefect.runtime import flow_run
 
 from flows import runview
 from flows.credentials import for_url, warn_plain_secrets
-from flows.options import (
-    CheckOnly,
-    CheckTags,
-    CredentialsBlock,
-    MetadataUrl,
-    ReportDirOption,
-    StorageOptions,
-    WholeBucket,
-    described,
-)
+from flows.options import Options, takes_options
 from flows.result import TaskResult, ends_truthfully, state_message
 from hns.convert import changes, converted_message, examples
 from hns.plan import ARCHIVE_CLASSES, ConversionPlan
@@ -41,7 +32,7 @@ from tasks.convert_steps import (
 from tasks.endpoints import BucketPrefix, parse_endpoint
 from tasks.errors import ConversionRefused, NotEligible, UsageError
 from tasks.manifest import ReportDir, check_report_dir, now
-from tasks.preflight import check_bucket
+from tasks.preflight import check_bucket, check_metadata_url
 from tasks.steps import report_step
 
 
@@ -81,37 +72,31 @@ def manifest_rows(bucket: BucketPrefix, plan: ConversionPlan, verified=None) -> 
 
 @flow(name="ferry-convert", log_prints=False)
 @ends_truthfully
-@described
-def convert_to_hns(
-    bucket_url: WholeBucket,
-    *,
-    metadata: MetadataUrl,
-    credentials_block: CredentialsBlock = None,
-    storage_options: StorageOptions = None,
-    report_dir: ReportDirOption = None,
-    check_only: CheckOnly = False,
-    check_tags: CheckTags = True,
-) -> TaskResult:
+@takes_options("convert")
+def convert_to_hns(bucket_url, *, metadata, options: Options) -> TaskResult:
     """Convert a flat bucket into a hierarchical namespace kept in the `metadata` store (an
     SQLAlchemy URL: sqlite:////path/bucket.db, or postgresql://...). Metadata only: no object is
     copied, rewritten or deleted, and the conversion cannot be undone. With check_only, run the
     eligibility check and the plan, and report every rename that would happen, changing nothing."""
     started = time.monotonic()
-    warn_plain_secrets(storage_options=storage_options)
-    bucket = parse_endpoint(bucket_url, for_url(bucket_url, storage_options, credentials_block))
+    warn_plain_secrets(storage_options=options.storage_options)
+    bucket = parse_endpoint(
+        bucket_url, for_url(bucket_url, options.storage_options, options.credentials_block)
+    )
     if not isinstance(bucket, BucketPrefix) or bucket.prefix:
         raise UsageError("convert takes a whole bucket: s3://bucket", where=bucket_url)
     check_bucket(bucket)  # a wrong bucket or key is one line, before any task run
+    check_metadata_url(metadata)
     store = Store(metadata)
     done = converted_message(store, bucket.bucket)
     if done:
         raise ConversionRefused(done, where=bucket.display)
     task_id = str(flow_run.get_id() or "local")
-    report = ReportDir(check_report_dir(report_dir), task_id)
+    report = ReportDir(check_report_dir(options.report_dir), task_id)
     ts = int(time.time())
 
     objects = list_step(bucket)
-    problems = eligibility_step(bucket, objects, check_tags)
+    problems = eligibility_step(bucket, objects, options.check_tags, options.retries)
     if problems:
         raise NotEligible(
             "not eligible for conversion (nothing was changed): " + "; ".join(problems),
@@ -119,7 +104,7 @@ def convert_to_hns(
         )
     plan = plan_step(objects, ts)
     verified = None
-    if plan.problems and not check_only:
+    if plan.problems and not options.check_only:
         report.write_part("plan", manifest_rows(bucket, plan))
         summary = _report(report, bucket, started).summary
         shown = "; ".join(f"{d.key!r}: {d.reason}" for d in plan.problems[:5])
@@ -129,7 +114,7 @@ def convert_to_hns(
             f"{more}; see {summary.manifest}",
             where=bucket.display,
         )
-    if not check_only:
+    if not options.check_only:
         ns_id = build_step(store, bucket, plan, task_id)
         after = list_step(bucket)
         moved = changes(objects, after)
@@ -147,7 +132,7 @@ def convert_to_hns(
         commit_step(store, ns_id)
         verified = verify_namespace_step(store, bucket, plan)
     report.write_part("plan", manifest_rows(bucket, plan, verified))
-    done = _report(report, bucket, started, dry_run=check_only)
+    done = _report(report, bucket, started, dry_run=options.check_only)
     result = done.summary
     runview.publish(done)
     runview.log_summary(done, state_message(result))

@@ -21,22 +21,7 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
-from flows.options import (
-    Bandwidth,
-    BatchSeconds,
-    Concurrency,
-    Globs,
-    IdleTimeout,
-    IntervalSeconds,
-    MaxRuntime,
-    ReportDirOption,
-    Retries,
-    SettleSeconds,
-    StorageOptions,
-    Url,
-    WatchFiles,
-    described,
-)
+from flows.options import Options, takes_options
 from flows.result import TaskResult, ends_truthfully, state_message
 from flows.runview import log_batch
 from tasks import cancel
@@ -117,11 +102,11 @@ class _Session:
     """What both stream tasks share: the job, the rolling manifest (a part per batch, merged after
     each, with a status artifact), and the conditions that end the task."""
 
-    def __init__(self, job: Job, *, report_dir, max_runtime, idle_timeout) -> None:
+    def __init__(self, job: Job) -> None:
         self.job = job
         self.name = f"stream-{job.direction}"
-        self.report = ReportDir(check_report_dir(report_dir), job.task_id)
-        self.max_runtime, self.idle_timeout = max_runtime, idle_timeout
+        self.report = ReportDir(check_report_dir(job.options.report_dir), job.task_id)
+        self.max_runtime, self.idle_timeout = job.options.max_runtime, job.options.idle_timeout
         self.started = self.last_work = time.monotonic()
         self.batches = 0
         self.troubled = 0  # batches with a failed or rejected entry
@@ -226,64 +211,45 @@ def _announce(task_id: str, root: str) -> None:
 
 @flow(name="ferry-stream-export", log_prints=False)
 @ends_truthfully
-@described
-def stream_export(
-    source_dir: Url,
-    destination: Url,
-    *,
-    destination_options: StorageOptions = None,
-    include: Globs = None,
-    exclude: Globs = None,
-    settle_seconds: SettleSeconds = 0.5,
-    batch_seconds: BatchSeconds = 0.5,
-    max_runtime: MaxRuntime = None,
-    idle_timeout: IdleTimeout = None,
-    watch: WatchFiles = True,
-    bandwidth_mbps: Bandwidth = None,
-    concurrency: Concurrency = 32,
-    retries: Retries = 5,
-    report_dir: ReportDirOption = None,
-) -> TaskResult:
+@takes_options("stream-export")
+def stream_export(source_dir, destination, options: Options) -> TaskResult:
     """Watch a directory and export each new or changed file once it is complete (closed after
     writing, or renamed into place; without inotify: unchanged for settle_seconds), in small
     batches, with batch export's rules, metadata and manifest rows. Files handed over with
     `ferry stream submit` go at once. Runs until cancelled, max_runtime seconds, or idle_timeout
     seconds without work. watch=False: export only what is submitted."""
     directory, bucket = transfer_endpoints(
-        "export", source_dir, destination, None, destination_options
+        "export", source_dir, destination, None, options.destination_options
     )
-    job = Job(
-        task_id=str(flow_run.get_id() or "local"),
-        direction="export",
-        directory=directory,
-        bucket=bucket,
-        overwrite="always",
-        bandwidth_mbps=bandwidth_mbps,
-        concurrency=concurrency,
-        retries=retries,
-    )
-    selected = Filter(include, exclude)
-    pending = Pending(settle_seconds)
-    watcher = Watcher(directory.root, pending) if watch else None
+    # a completed file is exported whatever the bucket holds: it is the newer copy
+    options = options.model_copy(update={"overwrite": "always"})
+    job = Job(str(flow_run.get_id() or "local"), "export", directory, bucket, options)
+    selected = Filter(options.include, options.exclude)
+    pending = Pending(options.settle_seconds)
+    watcher = Watcher(directory.root, pending) if options.watch else None
     inbox = _Inbox(job.task_id)
-    session = _Session(
-        job, report_dir=report_dir, max_runtime=max_runtime, idle_timeout=idle_timeout
-    )
+    session = _Session(job)
     session.publish()  # the manifest exists (empty) once the watcher is watching
     _announce(job.task_id, directory.root)
     try:
         with session:
             while not (reason := session.ending()):
                 if watcher is not None:
-                    watcher.poll(batch_seconds)
+                    watcher.poll(options.batch_seconds)
                 else:
-                    session.wait(batch_seconds)
+                    session.wait(options.batch_seconds)
                 paths = sorted(set(pending.ready()) | set(inbox.drain()))
-                entries = without_reports(_entries(directory.root, paths), directory, report_dir)
+                entries = without_reports(
+                    _entries(directory.root, paths), directory, options.report_dir
+                )
                 if entries:
                     session.apply(
                         plan_export(
-                            entries, [], prefix=bucket.prefix, overwrite="always", selected=selected
+                            entries,
+                            [],
+                            prefix=bucket.prefix,
+                            overwrite=options.overwrite,
+                            selected=selected,
                         )
                     )
     finally:
@@ -325,40 +291,18 @@ def _entries(root: str, paths: list[str]) -> list[Entry]:
 
 @flow(name="ferry-stream-import", log_prints=False)
 @ends_truthfully
-@described
-def stream_import(
-    source: Url,
-    destination_dir: Url,
-    *,
-    source_options: StorageOptions = None,
-    include: Globs = None,
-    exclude: Globs = None,
-    interval_seconds: IntervalSeconds = 5.0,
-    max_runtime: MaxRuntime = None,
-    idle_timeout: IdleTimeout = None,
-    bandwidth_mbps: Bandwidth = None,
-    concurrency: Concurrency = 32,
-    retries: Retries = 5,
-    report_dir: ReportDirOption = None,
-) -> TaskResult:
+@takes_options("stream-import")
+def stream_import(source, destination_dir, options: Options) -> TaskResult:
     """Poll a bucket prefix every interval_seconds and preload new or changed objects into the
     directory, with batch import's rules. Runs until cancelled, max_runtime seconds, or
     idle_timeout seconds without anything new."""
-    directory, bucket = transfer_endpoints("import", source, destination_dir, source_options, None)
-    job = Job(
-        task_id=str(flow_run.get_id() or "local"),
-        direction="import",
-        directory=directory,
-        bucket=bucket,
-        bandwidth_mbps=bandwidth_mbps,
-        concurrency=concurrency,
-        retries=retries,
+    directory, bucket = transfer_endpoints(
+        "import", source, destination_dir, options.source_options, None
     )
-    selected = Filter(include, exclude)
+    job = Job(str(flow_run.get_id() or "local"), "import", directory, bucket, options)
+    selected = Filter(options.include, options.exclude)
     os.makedirs(directory.root, exist_ok=True)
-    session = _Session(
-        job, report_dir=report_dir, max_runtime=max_runtime, idle_timeout=idle_timeout
-    )
+    session = _Session(job)
     session.publish()  # the manifest exists (empty) from the start
     reported: set[tuple[str, str | None]] = set()  # rejected or failed keys, reported once
     with session:
@@ -379,5 +323,5 @@ def stream_import(
                 reported.update((i.path, i.etag) for i in todo if i.path in failed)
             if reason := session.ending():
                 break
-            session.wait(interval_seconds)
+            session.wait(options.interval_seconds)
     return session.result(reason)

@@ -14,18 +14,9 @@ from prefect.client.orchestration import get_client
 from prefect.concurrency.sync import concurrency
 from prefect.runtime import flow_run
 
-from flows.options import (
-    AutoUpdate,
-    IdleTimeout,
-    MaxRuntime,
-    ReportDirOption,
-    StreamJob,
-    StreamName,
-    described,
-)
+from flows.options import Options, takes_options
 from flows.result import TaskResult, ends_truthfully
 from flows.transfer import run_transfer
-from tasks.partition import DEFAULT_BYTES, DEFAULT_FILES
 from tasks.runlog import run_logger
 
 
@@ -45,41 +36,30 @@ def _tag_this_run(name: str) -> None:
         client.update_flow_run(run_id, tags=sorted(tags | {stream_tag(name)}))
 
 
-def stream_options(stream, job: str, *, auto_update: bool, report_dir: str | None) -> dict:
-    """run_transfer's arguments for a task of this stream."""
-    options = stream.storage_options()
-    include = None
-    if auto_update:
-        prefix = stream.bucket().prefix
-        include = [p[1:][len(prefix) :] + "*" for p in stream.prefixes]
-    return {
-        "source_options": options if job == "import" else None,
-        "destination_options": options if job == "export" else None,
-        "include": include,
-        "exclude": None,
-        "overwrite": "changed",
-        "verify": "size-mtime",
+def stream_options(stream, job: str, options: Options) -> Options:
+    """The options of a batch task of this stream: its storage options on the bucket's side, its
+    bandwidth, its auto-update prefixes when asked; the rest as given or the defaults."""
+    side = "source_options" if job == "import" else "destination_options"
+    changes = {
+        side: stream.storage_options(),
         "bandwidth_mbps": stream.bandwidth_mbps,
-        "concurrency": 32,
-        "partition_files": DEFAULT_FILES,
-        "partition_bytes": DEFAULT_BYTES,
-        "report_dir": report_dir,
-        "dry_run": False,
-        "retries": 5,
-        # an auto-update prefix may still be empty; it fills later
-        "allow_empty": True,
+        "allow_empty": True,  # a stream's prefix (an auto-update one above all) fills later
     }
+    if options.auto_update:
+        prefix = stream.bucket().prefix
+        changes["include"] = [p[1:][len(prefix) :] + "*" for p in stream.prefixes]
+    return options.model_copy(update=changes)
 
 
-def _stream_task(settings, job: str, max_runtime, idle_timeout, report_dir):
+def _stream_task(settings, job: str, options: Options):
     """Runs in this flow run (so its id is the one `ferry stream submit` takes)."""
     from flows.stream_tasks import stream_export, stream_import
 
     common = {
         "bandwidth_mbps": settings.bandwidth_mbps,
-        "max_runtime": max_runtime,
-        "idle_timeout": idle_timeout,
-        "report_dir": report_dir,
+        "max_runtime": options.max_runtime,
+        "idle_timeout": options.idle_timeout,
+        "report_dir": options.report_dir,
     }
     if job == "stream-export":
         return stream_export.fn(
@@ -135,16 +115,8 @@ def _mark_running(name: str, message: str) -> None:
 
 @flow(name="ferry-stream-task", log_prints=False)
 @ends_truthfully
-@described
-def stream_task(
-    stream: StreamName,
-    job: StreamJob,
-    *,
-    auto_update: AutoUpdate = False,
-    max_runtime: MaxRuntime = None,
-    idle_timeout: IdleTimeout = None,
-    report_dir: ReportDirOption = None,
-) -> TaskResult:
+@takes_options("stream-task")
+def stream_task(stream, job, options: Options) -> TaskResult:
     """A task on a data stream, with the stream's credentials, endpoint and bandwidth: a batch
     import (bucket prefix → directory) or export (directory → bucket prefix), at most four at once
     per stream; or a stream task, stream-export / stream-import, which runs until stopped,
@@ -157,9 +129,9 @@ def stream_task(
         raise StreamError("the stream is stopped; `ferry stream enable` it first", where=stream)
     _tag_this_run(stream)
     if job.startswith("stream-"):
-        return _stream_task(settings, job, max_runtime, idle_timeout, report_dir)
-    options = stream_options(settings, job, auto_update=auto_update, report_dir=report_dir)
+        return _stream_task(settings, job, options)
+    options = stream_options(settings, job, options)
     with stream_slot(stream):
         if job == "import":
-            return run_transfer("import", settings.bucket_url, settings.directory, **options)
-        return run_transfer("export", settings.directory, settings.bucket_url, **options)
+            return run_transfer("import", settings.bucket_url, settings.directory, options)
+        return run_transfer("export", settings.directory, settings.bucket_url, options)

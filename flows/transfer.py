@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any
 
 from prefect import flow
 from prefect.futures import as_completed
@@ -16,24 +15,7 @@ from prefect.runtime import flow_run
 
 from flows import runview
 from flows.credentials import for_url, warn_plain_secrets
-from flows.options import (
-    AllowEmpty,
-    Bandwidth,
-    BucketUrl,
-    Concurrency,
-    CredentialsBlock,
-    DirectoryPath,
-    DryRun,
-    Globs,
-    Overwrite,
-    PartitionBytes,
-    PartitionFiles,
-    ReportDirOption,
-    Retries,
-    StorageOptions,
-    VerifyMode,
-    described,
-)
+from flows.options import Options, takes_options
 from flows.result import TaskResult, ends_truthfully, state_message
 from tasks import cancel, progress
 from tasks import limits as task_limits
@@ -43,7 +25,7 @@ from tasks.errors import DestinationUnusable
 from tasks.job import Job, decided_row
 from tasks.listing import Filter, without_reports
 from tasks.manifest import ReportDir, check_report_dir, now
-from tasks.partition import DEFAULT_BYTES, DEFAULT_FILES, partition
+from tasks.partition import partition
 from tasks.plan import APPLY_ACTIONS, final_status, plan_export, plan_import
 from tasks.preflight import check_bucket, check_directory, empty_source
 from tasks.runlog import run_logger
@@ -55,35 +37,24 @@ def _task_id() -> str:
     return str(flow_run.get_id() or "local")
 
 
-def run_transfer(direction: str, source: str, destination: str, **options: Any) -> TaskResult:
+def run_transfer(direction: str, source: str, destination: str, options: Options) -> TaskResult:
     """The pipeline of one export or import; its TaskResult (`cancelled` when it was)."""
     started = time.monotonic()
     warn_plain_secrets(
-        source_options=options["source_options"], destination_options=options["destination_options"]
+        source_options=options.source_options, destination_options=options.destination_options
     )
-    block = options.get("credentials_block")
+    block = options.credentials_block
     directory, bucket = transfer_endpoints(
         direction,
         source,
         destination,
-        for_url(source, options["source_options"], block),
-        for_url(destination, options["destination_options"], block),
+        for_url(source, options.source_options, block),
+        for_url(destination, options.destination_options, block),
     )
-    selected = Filter(options["include"], options["exclude"])
+    selected = Filter(options.include, options.exclude)
     task_id = _task_id()
-    job = Job(
-        task_id=task_id,
-        direction=direction,
-        directory=directory,
-        bucket=bucket,
-        overwrite=options["overwrite"],
-        verify=options["verify"],
-        bandwidth_mbps=options["bandwidth_mbps"],
-        concurrency=options["concurrency"],
-        retries=options["retries"],
-        dry_run=options["dry_run"],
-    )
-    report = ReportDir(check_report_dir(options["report_dir"]), task_id)
+    job = Job(task_id, direction, directory, bucket, options)
+    report = ReportDir(check_report_dir(options.report_dir), task_id)
     # a wrong path or bucket fails here, as one line, before any task run
     check_directory(directory, must_exist=direction == "export")
     check_bucket(bucket)
@@ -92,13 +63,13 @@ def run_transfer(direction: str, source: str, destination: str, **options: Any) 
         src_future = list_directory_step.submit(directory, must_exist=True)
         dst_future = list_bucket_step.submit(bucket)
         items = plan_export(
-            without_reports(src_future.result(), directory, options["report_dir"]),
+            without_reports(src_future.result(), directory, options.report_dir),
             dst_future.result(),
             prefix=bucket.prefix,
-            overwrite=job.overwrite,
+            overwrite=options.overwrite,
             selected=selected,
         )
-        if not job.dry_run:
+        if not options.dry_run:
             keys = {bucket.key(i.path) for i in items if i.kind == "file"}
             bucket.run(abort_abandoned_uploads, bucket.bucket, bucket.prefix, keys, now())
     else:
@@ -107,17 +78,19 @@ def run_transfer(direction: str, source: str, destination: str, **options: Any) 
             directory, must_exist=False, read_state=True, clean_temporaries=True
         )
         listed = src_future.result()
-        if not listed and not options.get("allow_empty", False):
+        if not listed and not options.allow_empty:
             raise empty_source(bucket)
-        items = plan_import(listed, dst_future.result(), overwrite=job.overwrite, selected=selected)
+        items = plan_import(
+            listed, dst_future.result(), overwrite=options.overwrite, selected=selected
+        )
 
-    if direction == "import" and not job.dry_run:
+    if direction == "import" and not options.dry_run:
         make_root(directory)
     work = [i for i in items if i.action in APPLY_ACTIONS]
     decided = [i for i in items if i.action not in APPLY_ACTIONS]
     stamp = now()
     planned_rows = [decided_row(job, i, final_status(i), i.reason, stamp) for i in decided]
-    if job.dry_run:
+    if options.dry_run:
         planned_rows += [
             decided_row(job, i, "skipped", f"dry run: would {i.action}", stamp) for i in work
         ]
@@ -125,10 +98,8 @@ def run_transfer(direction: str, source: str, destination: str, **options: Any) 
     if planned_rows:
         report.write_part("planned", planned_rows)
 
-    parts = partition(
-        work, max_files=options["partition_files"], max_bytes=options["partition_bytes"]
-    )
-    runview.log_plan(direction, items, len(parts), dry_run=job.dry_run)
+    parts = partition(work, max_files=options.partition_files, max_bytes=options.partition_bytes)
+    runview.log_plan(direction, items, len(parts), dry_run=options.dry_run)
     progress.planned(len(work), sum(i.size for i in work))
     with cancel.Watch(task_id) as watch:
         try:
@@ -141,7 +112,9 @@ def run_transfer(direction: str, source: str, destination: str, **options: Any) 
     if watch.event.is_set():
         run_logger().warning("cancelled: writing the manifest of what was done")
 
-    verification = verify_step(job, report) if job.verify != "none" and not job.dry_run else {}
+    verification = (
+        verify_step(job, report) if options.verify != "none" and not options.dry_run else {}
+    )
     done = report_step(
         report,
         verification,
@@ -149,7 +122,7 @@ def run_transfer(direction: str, source: str, destination: str, **options: Any) 
         source=(bucket if direction == "import" else directory).display,
         destination=(directory if direction == "import" else bucket).display,
         seconds=time.monotonic() - started,
-        dry_run=job.dry_run,
+        dry_run=options.dry_run,
     )
     result = done.summary
     if watch.event.is_set():
@@ -187,54 +160,17 @@ def make_root(directory: Directory) -> None:
 
 @flow(name="ferry-export", log_prints=False)
 @ends_truthfully
-@described
-def export_data(
-    source: DirectoryPath,
-    destination: BucketUrl,
-    *,
-    credentials_block: CredentialsBlock = None,
-    source_options: StorageOptions = None,
-    destination_options: StorageOptions = None,
-    include: Globs = None,
-    exclude: Globs = None,
-    overwrite: Overwrite = "changed",
-    verify: VerifyMode = "size-mtime",
-    bandwidth_mbps: Bandwidth = None,
-    concurrency: Concurrency = 32,
-    partition_files: PartitionFiles = DEFAULT_FILES,
-    partition_bytes: PartitionBytes = DEFAULT_BYTES,
-    report_dir: ReportDirOption = None,
-    dry_run: DryRun = False,
-    retries: Retries = 5,
-) -> TaskResult:
+@takes_options("export")
+def export_data(source, destination, options: Options) -> TaskResult:
     """Export a directory to a bucket prefix: files become objects with their mtime in metadata,
     symbolic links and special files become empty objects, empty directories `dir/` markers."""
-    return run_transfer("export", **locals())
+    return run_transfer("export", source, destination, options)
 
 
 @flow(name="ferry-import", log_prints=False)
 @ends_truthfully
-@described
-def import_data(
-    source: BucketUrl,
-    destination: DirectoryPath,
-    *,
-    credentials_block: CredentialsBlock = None,
-    source_options: StorageOptions = None,
-    destination_options: StorageOptions = None,
-    include: Globs = None,
-    exclude: Globs = None,
-    overwrite: Overwrite = "changed",
-    verify: VerifyMode = "size-mtime",
-    bandwidth_mbps: Bandwidth = None,
-    concurrency: Concurrency = 32,
-    partition_files: PartitionFiles = DEFAULT_FILES,
-    partition_bytes: PartitionBytes = DEFAULT_BYTES,
-    report_dir: ReportDirOption = None,
-    dry_run: DryRun = False,
-    retries: Retries = 5,
-    allow_empty: AllowEmpty = False,
-) -> TaskResult:
+@takes_options("import")
+def import_data(source, destination, options: Options) -> TaskResult:
     """Import a bucket prefix into a directory: objects become files (written under a temporary
     name, then renamed), mtimes come from object metadata, `dir/` markers become directories."""
-    return run_transfer("import", **locals())
+    return run_transfer("import", source, destination, options)

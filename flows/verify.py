@@ -10,15 +10,7 @@ from prefect.runtime import flow_run
 
 from flows import runview
 from flows.credentials import for_url, warn_plain_secrets
-from flows.options import (
-    CredentialsBlock,
-    Globs,
-    ReportDirOption,
-    StorageOptions,
-    Url,
-    VerifyMode,
-    described,
-)
+from flows.options import Options, takes_options
 from flows.result import TaskResult, ends_truthfully, state_message
 from tasks.endpoints import Directory, parse_endpoint
 from tasks.listing import Filter
@@ -29,41 +21,40 @@ from tasks.verify import compare_trees
 
 
 @task(name="compare-trees", cache_policy=NO_CACHE, persist_result=False)
-def compare_step(source, destination, *, mode: str, selected: Filter) -> list[dict]:
-    return compare_trees(source, destination, mode=mode, selected=selected)
+def compare_step(source, destination, options: Options, selected: Filter) -> list[dict]:
+    return compare_trees(
+        source,
+        destination,
+        mode=options.verify,
+        selected=selected,
+        concurrency=options.concurrency,
+        retries=options.retries,
+    )
 
 
 @flow(name="ferry-verify", log_prints=False)
 @ends_truthfully
-@described
-def verify_data(
-    source: Url,
-    destination: Url,
-    *,
-    credentials_block: CredentialsBlock = None,
-    source_options: StorageOptions = None,
-    destination_options: StorageOptions = None,
-    include: Globs = None,
-    exclude: Globs = None,
-    verify: VerifyMode = "size-mtime",
-    report_dir: ReportDirOption = None,
-) -> TaskResult:
+@takes_options("verify")
+def verify_data(source, destination, options: Options) -> TaskResult:
     """Compare a destination tree with its source: every entry present, with the same size and
     mtime (and, with verify='checksum', the same content). Entries only at the destination count
     as differences. Nothing is copied."""
     started = time.monotonic()
-    warn_plain_secrets(source_options=source_options, destination_options=destination_options)
-    src = parse_endpoint(source, for_url(source, source_options, credentials_block))
-    dst = parse_endpoint(destination, for_url(destination, destination_options, credentials_block))
+    block = options.credentials_block
+    warn_plain_secrets(
+        source_options=options.source_options, destination_options=options.destination_options
+    )
+    src = parse_endpoint(source, for_url(source, options.source_options, block))
+    dst = parse_endpoint(destination, for_url(destination, options.destination_options, block))
     for side in (src, dst):  # a wrong path or bucket is one line, before any task run
         if isinstance(side, Directory):
             check_directory(side, must_exist=True)
         else:
             check_bucket(side)
-    selected = Filter(include, exclude)
+    selected = Filter(options.include, options.exclude)
     task_id = str(flow_run.get_id() or "local")
-    report = ReportDir(check_report_dir(report_dir), task_id)
-    rows = compare_step(src, dst, mode=verify, selected=selected)
+    report = ReportDir(check_report_dir(options.report_dir), task_id)
+    rows = compare_step(src, dst, options, selected)
     report.write_part("compare", rows)
     done = report_step(
         report,

@@ -35,7 +35,7 @@ async def list_objects(client, bucket: BucketPrefix) -> list[SourceObject]:
 
 
 async def eligibility_problems(
-    client, bucket: str, objects: Sequence[SourceObject], *, check_tags: bool = True
+    client, bucket: str, objects: Sequence[SourceObject], *, check_tags: bool, retries: int
 ) -> list[str]:
     """Every reason the bucket cannot be converted, each with example keys."""
     problems = []
@@ -55,19 +55,21 @@ async def eligibility_problems(
         )
     if check_tags:
         readable = [o.key for o in objects if o.storage_class not in ARCHIVE_CLASSES]
-        tagged = await tagged_keys(client, bucket, readable)
+        tagged = await tagged_keys(client, bucket, readable, retries)
         if tagged:
             problems.append(f"{len(tagged)} objects carry tags: {examples(tagged)}")
     return problems
 
 
-async def tagged_keys(client, bucket: str, keys: Sequence[str]) -> list[str]:
+async def tagged_keys(client, bucket: str, keys: Sequence[str], retries: int) -> list[str]:
     """Keys whose objects have tags (S3 only tells per object: one request each, many at once)."""
     gate = asyncio.Semaphore(TAG_CHECK_CONCURRENCY)
 
     async def has_tags(key: str) -> bool:
         async with gate:
-            response = await retrying(5, lambda: client.get_object_tagging(Bucket=bucket, Key=key))
+            response = await retrying(
+                retries, lambda: client.get_object_tagging(Bucket=bucket, Key=key)
+            )
         return bool(response.get("TagSet"))
 
     flags = await asyncio.gather(*(has_tags(k) for k in keys))

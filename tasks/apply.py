@@ -62,10 +62,10 @@ PROBLEMS_SHOWN = 3
 
 
 async def copy_items(client, job: Job, part: Partition, log=None) -> list[dict]:
-    """Every entry of the partition, copied `job.concurrency` at a time; `log` (the run's logger)
+    """Every entry of the partition, `job.options.concurrency` at a time; `log` (the run's logger)
     gets a line for each retry, and one when a cancellation abandons the transfers in flight."""
     limits = task_limits.for_task(
-        job.task_id, bandwidth_mbps=job.bandwidth_mbps, concurrency=job.concurrency
+        job.task_id, bandwidth_mbps=job.options.bandwidth_mbps, concurrency=job.options.concurrency
     )
     dirs = SafeDirectories(job.directory.root)
     stop = asyncio.Event()
@@ -104,8 +104,8 @@ async def copy_items(client, job: Job, part: Partition, log=None) -> list[dict]:
                     outcome = Outcome("rejected", str(exc))
                     break
                 except Exception as exc:
-                    if attempts < job.retries and is_transient(exc):
-                        log_retry(printable(item.path), attempts, job.retries, exc)
+                    if attempts < job.options.retries and is_transient(exc):
+                        log_retry(printable(item.path), attempts, job.options.retries, exc)
                         with contextlib.suppress(Abandoned):
                             await unless_stopped(asyncio.sleep(backoff(attempts)), stop)
                         if not stop.is_set():

@@ -18,8 +18,10 @@ def list_step(bucket: BucketPrefix):
 
 
 @task(name="check-eligibility", **STEP)
-def eligibility_step(bucket: BucketPrefix, objects, check_tags: bool) -> list[str]:
-    return bucket.run(eligibility_problems, bucket.bucket, objects, check_tags=check_tags)
+def eligibility_step(bucket: BucketPrefix, objects, check_tags: bool, retries: int) -> list[str]:
+    return bucket.run(
+        eligibility_problems, bucket.bucket, objects, check_tags=check_tags, retries=retries
+    )
 
 
 @task(name="plan-conversion", **STEP)

@@ -190,7 +190,7 @@ async def _ranged(client, job: Job, limits: TaskLimits, bucket: str, key: str, i
                 raise asyncio.IncompleteReadError(b"", end - position + 1)
 
         async with limits.parts():
-            await retrying(job.retries, rest, f"bytes {start}-{end} of {key}")
+            await retrying(job.options.retries, rest, f"bytes {start}-{end} of {key}")
 
     await asyncio.gather(
         *(fetch(start, min(start + span, size) - 1) for start in range(0, size, span))

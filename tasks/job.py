@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
 
 from tasks.endpoints import BucketPrefix, Directory
 from tasks.names import printable
-from tasks.plan import Direction, Overwrite
-
-Verify = Literal["size-mtime", "checksum", "none"]
+from tasks.options import Options
+from tasks.plan import Direction
 
 
 @dataclass(frozen=True)
@@ -19,12 +17,7 @@ class Job:
     direction: Direction
     directory: Directory  # the file-system side
     bucket: BucketPrefix  # the object-store side
-    overwrite: Overwrite = "changed"
-    verify: Verify = "size-mtime"
-    bandwidth_mbps: float | None = None
-    concurrency: int = 32
-    retries: int = 5
-    dry_run: bool = False
+    options: Options = Options()
 
     def source(self, path: str, kind: str) -> str:
         return (

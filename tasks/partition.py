@@ -10,10 +10,9 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from tasks.options import DEFAULT_BYTES, DEFAULT_FILES
 from tasks.plan import Item
 
-DEFAULT_FILES = 2000
-DEFAULT_BYTES = 2 * 2**30
 MAX_PARTITIONS = 2000
 
 

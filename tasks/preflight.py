@@ -5,7 +5,13 @@ from __future__ import annotations
 import os
 
 from tasks.endpoints import BucketPrefix, Directory
-from tasks.errors import AccessDenied, DestinationUnusable, SourceMissing, task_error
+from tasks.errors import (
+    AccessDenied,
+    DestinationUnusable,
+    SourceMissing,
+    UsageError,
+    task_error,
+)
 
 
 def check_directory(directory: Directory, *, must_exist: bool) -> None:
@@ -51,3 +57,32 @@ def empty_source(prefix: BucketPrefix) -> SourceMissing:
         "no object under this prefix (mistyped? allow_empty / --allow-empty imports it anyway)",
         where=prefix.display,
     )
+
+
+def check_metadata_url(url: str) -> None:
+    """A metadata store URL that parses, whose SQLite folder exists or whose server answers;
+    else a UsageError naming it (its password hidden)."""
+    import sqlalchemy
+
+    try:
+        parsed = sqlalchemy.engine.make_url(url)
+    except Exception:  # noqa: BLE001 - any parse failure means the same to the user
+        raise UsageError("not an SQLAlchemy URL (try sqlite:////path/ns.db)", where=url) from None
+    shown = parsed.render_as_string(hide_password=True)
+    if parsed.get_backend_name() == "sqlite":
+        folder = os.path.dirname(os.path.abspath(parsed.database or ""))
+        if parsed.database and not os.path.isdir(folder):
+            raise UsageError("the metadata store's folder does not exist", where=folder)
+        return
+    try:
+        engine = sqlalchemy.create_engine(parsed)
+        with engine.connect():
+            pass
+        engine.dispose()
+    except ModuleNotFoundError as exc:
+        raise UsageError(
+            f"the driver {exc.name!r} is not installed (pip install 'ferry[postgres]')", where=shown
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - a store that cannot be opened, for any reason
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise UsageError(f"cannot open the metadata store ({reason})", where=shown) from None

@@ -180,7 +180,7 @@ async def _upload_multipart(
                         raise PartDamaged(f"part {number} of {path} arrived damaged")
                     return response
 
-                response = await retrying(job.retries, once, f"part {number} of {path}")
+                response = await retrying(job.options.retries, once, f"part {number} of {path}")
                 limits.count(0, length)
                 part = {"PartNumber": number, "ETag": response["ETag"], "ChecksumCRC32": crc32}
                 return part, digest

@@ -31,7 +31,6 @@ from tasks.sameness import difference, same_mtime, size_difference
 EMPTY_MD5 = "d41d8cd98f00b204e9800998ecf8427e"
 HASH_WORKERS = 4
 #: Attempts of the HEAD that reads an object's stored mtime (transient errors are retried).
-HEAD_ATTEMPTS = 5
 
 
 def _index(entries: Iterable[Entry]) -> dict[tuple[str, bool], Entry]:
@@ -91,7 +90,7 @@ def verify_copied(job: Job, rows: list[dict]) -> dict[str, tuple[bool, str | Non
             results[r["path"]] = (False, "object changed after it was written (ETag differs)")
         else:
             results[r["path"]] = (True, None)
-            if job.verify == "checksum":
+            if job.options.verify == "checksum":
                 etag = r["checksum"] if job.direction == "import" else entry.etag
                 local = job.directory.join(r["path"])
                 if r["kind"] in ("symlink", "special"):
@@ -128,7 +127,13 @@ def _comparable(entries: list[Entry], *, is_bucket: bool) -> dict[tuple[str, boo
 
 
 def compare_trees(
-    source: Endpoint, destination: Endpoint, *, mode: str, selected: Filter, concurrency: int = 32
+    source: Endpoint,
+    destination: Endpoint,
+    *,
+    mode: str,
+    selected: Filter,
+    concurrency: int,
+    retries: int,
 ) -> list[dict]:
     """One row per entry of either tree: ok when the destination matches the source."""
     src_entries = _comparable(snapshot(source), is_bucket=isinstance(source, BucketPrefix))
@@ -161,7 +166,9 @@ def compare_trees(
             pending.append((row, src, dst))
         rows.append(row)
     if pending:
-        _compare_contents(source, destination, pending, mode=mode, concurrency=concurrency)
+        _compare_contents(
+            source, destination, pending, mode=mode, concurrency=concurrency, retries=retries
+        )
     for key, dst in sorted(dst_entries.items()):
         if key not in src_entries and selected(key[0]):
             row = _row(source, destination, dst, started, only_destination=True)
@@ -208,7 +215,9 @@ def _row(source, destination, e: Entry, started, *, only_destination: bool = Fal
     }
 
 
-def _compare_contents(source, destination, pending, *, mode: str, concurrency: int) -> None:
+def _compare_contents(
+    source, destination, pending, *, mode: str, concurrency: int, retries: int
+) -> None:
     """Fill in status for entries present on both sides with the same size."""
     sides = [(source, [p[1] for p in pending]), (destination, [p[2] for p in pending])]
     mtimes: list[list[tuple[int | None, str | None]]] = []
@@ -217,7 +226,7 @@ def _compare_contents(source, destination, pending, *, mode: str, concurrency: i
             mtimes.append([(e.mtime_ns, None) for e in entries])
         else:
             mtimes.append(
-                _stored_mtimes(endpoint, entries, concurrency)
+                _stored_mtimes(endpoint, entries, concurrency, retries)
                 if mode != "none"
                 else [(None, None)] * len(entries)
             )
@@ -237,7 +246,7 @@ def _compare_contents(source, destination, pending, *, mode: str, concurrency: i
         row["mtime"] = src_mtime
 
 
-def _stored_mtimes(prefix: BucketPrefix, entries: list[Entry], concurrency: int):
+def _stored_mtimes(prefix: BucketPrefix, entries: list[Entry], concurrency: int, retries: int):
     log = run_logger()  # the retries of these HEADs go to the run's log
 
     async def heads(client):
@@ -251,7 +260,7 @@ def _stored_mtimes(prefix: BucketPrefix, entries: list[Entry], concurrency: int)
             try:
                 async with gate:
                     head = await retrying(
-                        HEAD_ATTEMPTS,
+                        retries,
                         lambda: client.head_object(Bucket=prefix.bucket, Key=key),
                         f"HEAD of {key}",
                     )
