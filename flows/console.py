@@ -42,7 +42,7 @@ class Console:
             TransferSpeedColumn,
         )
 
-        from tasks import progress as events
+        from tasks.progress import Observer, observing
 
         bar = Progress(
             TextColumn("[bold]{task.description}"),
@@ -58,7 +58,7 @@ class Console:
         task = bar.add_task(title, total=None, files="")
         state = {"files": 0, "total": 0}
 
-        def on_event(event: str, files: int, nbytes: int, _total: int) -> None:
+        def on_event(event: str, files: int, nbytes: int) -> None:
             if event == "planned":
                 state["total"] = files
                 bar.update(task, total=nbytes or None, files=f"0/{files} entries")
@@ -66,12 +66,9 @@ class Console:
                 state["files"] += files
                 bar.update(task, advance=nbytes, files=f"{state['files']}/{state['total']} entries")
 
-        stop = events.listen(on_event)
-        try:
-            with bar, _ctrl_c_cancels(self.err):
-                return call()
-        finally:
-            stop()
+        observer = Observer(on_event)
+        with observing(observer), bar, _ctrl_c_cancels(observer, self.err):
+            return call()
 
     def summary(self, result, *, as_json: bool = False) -> None:
         if as_json:
@@ -137,14 +134,12 @@ class Console:
 
 
 @contextlib.contextmanager
-def _ctrl_c_cancels(err):
+def _ctrl_c_cancels(observer, err):
     """While a task runs, the first Ctrl-C cancels it the way Cancel in the UI does (in-flight
     transfers abandoned and cleaned up, summary printed); a second one, or one before the copy
     has started, interrupts at once."""
     import signal
     import threading
-
-    from tasks import cancel
 
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -152,7 +147,7 @@ def _ctrl_c_cancels(err):
 
     def on_interrupt(signum, frame):
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        if not cancel.request_all():
+        if not observer.cancel_all():
             raise KeyboardInterrupt
         err.print("ferry: cancelling (Ctrl-C again to stop at once)...", highlight=False)
 

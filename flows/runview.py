@@ -15,7 +15,7 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 
-from tasks import limits as task_limits
+from tasks.limits import TaskLimits
 from tasks.plan import APPLY_ACTIONS
 from tasks.report import Report, markdown
 from tasks.runlog import run_logger, size
@@ -102,10 +102,10 @@ def publish(report: Report) -> None:
 class Progress:
     """The flow run's progress artifact: files and bytes done out of those planned, updated every
     PROGRESS_EVERY seconds while they change (from a thread of the flow's process, reading the
-    task's counters in `tasks.limits`)."""
+    run's counters, `RunState.limits`)."""
 
-    def __init__(self, key: str, task_id: str, files: int, nbytes: int) -> None:
-        self.task_id, self.files, self.nbytes = task_id, files, nbytes
+    def __init__(self, key: str, limits: TaskLimits, files: int, nbytes: int) -> None:
+        self.limits, self.files, self.nbytes = limits, files, nbytes
         self._shown: tuple[int, int] | None = None
         self._stop = threading.Event()
         self.id = create_progress_artifact(
@@ -135,8 +135,7 @@ class Progress:
         )
 
     def update(self, *, final: bool = False) -> None:
-        limits = task_limits.peek(self.task_id)
-        done = limits.done() if limits else self._shown or (0, 0)
+        done = self.limits.done()
         if done == self._shown and not final:
             return
         self._shown = done

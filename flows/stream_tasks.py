@@ -24,17 +24,17 @@ from prefect.runtime import flow_run
 from flows.options import Options, takes_options
 from flows.result import TaskResult, ends_truthfully, state_message
 from flows.runview import log_batch
-from tasks import cancel
-from tasks import limits as task_limits
-from tasks.apply import PROBLEMS_SHOWN, apply_partition
+from tasks.apply import PROBLEMS_SHOWN
 from tasks.endpoints import transfer_endpoints
 from tasks.job import Job, decided_row
-from tasks.listing import Entry, Filter, list_bucket, list_directory, without_reports
+from tasks.listing import Entry, Filter, without_reports
 from tasks.manifest import ReportDir, check_report_dir, now
 from tasks.partition import Partition
 from tasks.plan import APPLY_ACTIONS, final_status, plan_export, plan_import
 from tasks.report import counts_of, merge
+from tasks.run import RunState
 from tasks.runlog import run_logger
+from tasks.steps import apply_step, list_bucket_step, list_directory_step
 from tasks.watch import Pending, Watcher
 
 SUBMISSION_KEY = "ferry-submit"
@@ -110,20 +110,19 @@ class _Session:
         self.started = self.last_work = time.monotonic()
         self.batches = 0
         self.troubled = 0  # batches with a failed or rejected entry
-        self._cancel = cancel.Watch(job.task_id)
+        self.run = RunState.of(job)
 
     def __enter__(self) -> _Session:
-        self._cancel.__enter__()
+        self.run.__enter__()
         return self
 
     def __exit__(self, *exc) -> None:
-        self._cancel.__exit__(*exc)
-        task_limits.release(self.job.task_id)
+        self.run.__exit__(*exc)
 
     def ending(self) -> str | None:
         """Why the task should end now, or None."""
         now = time.monotonic()
-        if self._cancel.event.is_set():
+        if self.run.cancelled.is_set():
             return "cancelled"
         if self.max_runtime is not None and now - self.started >= self.max_runtime:
             return "max_runtime"
@@ -133,7 +132,7 @@ class _Session:
 
     def wait(self, seconds: float) -> None:
         """Sleep, waking early when the task is cancelled."""
-        self._cancel.event.wait(seconds)
+        self.run.cancelled.wait(seconds)
 
     def apply(self, items) -> set[str]:
         """Settle one batch of planned items and publish the manifest; the paths that failed."""
@@ -153,7 +152,8 @@ class _Session:
             ],
         )
         if work:
-            done = apply_partition(self.job, Partition(self.batches, tuple(work)), self.report)
+            batch = Partition(self.batches, tuple(work))
+            done = apply_step(self.job, batch, self.report, self.run)
             counts.update(done.counts)
             nbytes, problems = done.bytes, problems + list(done.problems)
             failed = set(done.failed)
@@ -308,8 +308,8 @@ def stream_import(source, destination_dir, options: Options) -> TaskResult:
     with session:
         while True:
             items = plan_import(
-                list_bucket(bucket),
-                list_directory(
+                list_bucket_step(bucket),
+                list_directory_step(
                     directory, must_exist=False, read_state=True, clean_temporaries=True
                 ),
                 selected=selected,

@@ -17,8 +17,6 @@ from flows import runview
 from flows.credentials import for_url, warn_plain_secrets
 from flows.options import Options, takes_options
 from flows.result import TaskResult, ends_truthfully, state_message
-from tasks import cancel, progress
-from tasks import limits as task_limits
 from tasks.apply import PartitionResult
 from tasks.endpoints import Directory, transfer_endpoints
 from tasks.errors import DestinationUnusable
@@ -28,6 +26,7 @@ from tasks.manifest import ReportDir, check_report_dir, now
 from tasks.partition import partition
 from tasks.plan import APPLY_ACTIONS, final_status, plan_export, plan_import
 from tasks.preflight import check_bucket, check_directory, empty_source
+from tasks.run import RunState
 from tasks.runlog import run_logger
 from tasks.steps import apply_step, list_bucket_step, list_directory_step, report_step, verify_step
 from tasks.upload import abort_abandoned_uploads
@@ -100,16 +99,12 @@ def run_transfer(direction: str, source: str, destination: str, options: Options
 
     parts = partition(work, max_files=options.partition_files, max_bytes=options.partition_bytes)
     runview.log_plan(direction, items, len(parts), dry_run=options.dry_run)
-    progress.planned(len(work), sum(i.size for i in work))
-    with cancel.Watch(task_id) as watch:
-        try:
-            with runview.Progress(
-                f"ferry-{direction}-progress", task_id, len(work), sum(i.size for i in work)
-            ):
-                _apply_partitions(job, parts, report)
-        finally:
-            task_limits.release(task_id)
-    if watch.event.is_set():
+    nbytes = sum(i.size for i in work)
+    with RunState.of(job) as run:
+        run.planned(len(work), nbytes)
+        with runview.Progress(f"ferry-{direction}-progress", run.limits, len(work), nbytes):
+            _apply_partitions(job, parts, report, run)
+    if run.cancelled.is_set():
         run_logger().warning("cancelled: writing the manifest of what was done")
 
     verification = (
@@ -125,18 +120,18 @@ def run_transfer(direction: str, source: str, destination: str, options: Options
         dry_run=options.dry_run,
     )
     result = done.summary
-    if watch.event.is_set():
+    if run.cancelled.is_set():
         result = result.model_copy(update={"cancelled": True})
     runview.publish(done)
     runview.log_summary(done, state_message(result))
     return result
 
 
-def _apply_partitions(job: Job, parts, report: ReportDir) -> None:
+def _apply_partitions(job: Job, parts, report: ReportDir, run: RunState) -> None:
     """One Prefect task run per partition, through the flow's task runner, each logged as it
     ends. A partition that could not even record its rows gets failed rows."""
     started = time.monotonic()
-    futures = {apply_step.submit(job, p, report): p for p in parts}
+    futures = {apply_step.submit(job, p, report, run): p for p in parts}
     for future in as_completed(list(futures)):
         part = futures[future]
         try:

@@ -12,8 +12,6 @@ import contextlib
 from collections import Counter
 from dataclasses import dataclass
 
-from tasks import cancel
-from tasks import limits as task_limits
 from tasks.download import OutsideDestination, SafeDirectories, import_item
 from tasks.errors import describe, is_transient
 from tasks.job import Job, Outcome, row
@@ -22,6 +20,7 @@ from tasks.names import printable
 from tasks.partition import Partition
 from tasks.plan import Item
 from tasks.retry import backoff, count_retries, log_retry
+from tasks.run import RunState
 from tasks.runlog import bind
 from tasks.upload import export_item
 
@@ -38,12 +37,15 @@ class PartitionResult:
     failed: tuple[str, ...] = ()
 
 
-def apply_partition(job: Job, part: Partition, report: ReportDir) -> PartitionResult:
+def apply_partition(
+    job: Job, part: Partition, report: ReportDir, run: RunState | None = None
+) -> PartitionResult:
     """Copy one partition and write its manifest part file. Blocking; runs the transfers on
-    s3fs's event loop."""
+    s3fs's event loop, within the run's limits, until it is cancelled (a partition run on its
+    own gets a run state of its own)."""
     from tasks.runlog import run_logger
 
-    rows = job.bucket.run(copy_items, job, part, run_logger())
+    rows = job.bucket.run(copy_items, job, part, run or RunState.of(job), run_logger())
     part_file = report.write_part(f"part-{part.index:05d}", rows)
     counts = Counter(r["status"] for r in rows)
     problems = tuple(
@@ -61,12 +63,10 @@ def apply_partition(job: Job, part: Partition, report: ReportDir) -> PartitionRe
 PROBLEMS_SHOWN = 3
 
 
-async def copy_items(client, job: Job, part: Partition, log=None) -> list[dict]:
+async def copy_items(client, job: Job, part: Partition, run: RunState, log=None) -> list[dict]:
     """Every entry of the partition, `job.options.concurrency` at a time; `log` (the run's logger)
     gets a line for each retry, and one when a cancellation abandons the transfers in flight."""
-    limits = task_limits.for_task(
-        job.task_id, bandwidth_mbps=job.options.bandwidth_mbps, concurrency=job.options.concurrency
-    )
+    limits = run.limits
     dirs = SafeDirectories(job.directory.root)
     stop = asyncio.Event()
 
@@ -117,7 +117,7 @@ async def copy_items(client, job: Job, part: Partition, log=None) -> list[dict]:
 
     if log is not None:
         bind(log)  # the copies (and their part and range retries) log to the run
-    watcher = asyncio.ensure_future(_watch(job.task_id, stop, log))
+    watcher = asyncio.ensure_future(_watch(run, stop, log))
     try:
         return list(await asyncio.gather(*(one(item) for item in part.items)))
     finally:
@@ -172,8 +172,8 @@ class Abandoned(Exception):
     """The task was cancelled while this transfer was in flight; its cleanup has run."""
 
 
-async def _watch(task_id: str, stop: asyncio.Event, log=None) -> None:
-    while not cancel.requested(task_id):
+async def _watch(run: RunState, stop: asyncio.Event, log=None) -> None:
+    while not run.cancelled.is_set():
         await asyncio.sleep(STOP_POLL_SECONDS)
     if log is not None:
         log.warning("cancelled: abandoning the transfers in flight and starting no new ones")

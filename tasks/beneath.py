@@ -84,3 +84,26 @@ def open_file(root: str, relative: str) -> int:
             if exc.errno == errno.ELOOP:
                 raise OutsideTree(f"became a symbolic link: {relative}") from None
             raise
+
+
+async def off_loop(call, *args, finish_on_cancel: bool = False, discard=None):
+    """`call(*args)`, a blocking file-system call, in a worker thread, so a slow mount (a parallel
+    file system, NFS) never stalls the event loop every transfer shares. A cancellation waits
+    for the call to end, since a descriptor it uses must not be closed under it; then it goes on
+    as a cancellation (`discard(result)` releasing what the call opened), or, with
+    `finish_on_cancel` (a rename that has landed), returns the call's result."""
+    import asyncio
+
+    future = asyncio.ensure_future(asyncio.to_thread(call, *args))
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        try:
+            result = await future
+        except Exception:  # noqa: BLE001 - the cancellation is what the caller must see
+            raise asyncio.CancelledError from None
+        if finish_on_cancel:
+            return result
+        if discard is not None:
+            discard(result)
+        raise

@@ -1,31 +1,14 @@
-"""Cooperative cancellation of a running task: a watcher polls its flow run's state, and the copy
-loops stop starting new entries once the run is being cancelled (from the UI, `ferry stream stop`,
-or anything that sets the run to Cancelling). Entries already in flight finish cleanly."""
+"""Cooperative cancellation of a running task: a watcher polls its flow run's state and sets the
+run's flag (`RunState.cancelled`) once the run is being cancelled (from the UI, `ferry stream
+stop`, or anything that sets the run to Cancelling); the copy loops then start no new entry and
+abandon those in flight, cleanly."""
 
 from __future__ import annotations
 
 import threading
 from uuid import UUID
 
-_events: dict[str, threading.Event] = {}
-_lock = threading.Lock()
 POLL_SECONDS = 1.0
-
-
-def request_all() -> bool:
-    """Cancel every task watched in this process (Ctrl-C of the command that runs it). False
-    when none is being watched yet."""
-    with _lock:
-        events = list(_events.values())
-    for event in events:
-        event.set()
-    return bool(events)
-
-
-def requested(task_id: str) -> bool:
-    with _lock:
-        event = _events.get(task_id)
-    return event is not None and event.is_set()
 
 
 class Watch:
@@ -42,8 +25,6 @@ class Watch:
             run_id = UUID(self.task_id)
         except ValueError:
             return self  # not a Prefect flow run: nothing to watch
-        with _lock:
-            _events[self.task_id] = self.event
         self._thread = threading.Thread(
             target=self._poll, args=(run_id,), daemon=True, name=f"ferry-cancel-{self.task_id[:8]}"
         )
@@ -67,5 +48,3 @@ class Watch:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
-        with _lock:
-            _events.pop(self.task_id, None)

@@ -15,7 +15,7 @@ import math
 import os
 import stat
 
-from tasks.beneath import OutsideTree, opened_dir
+from tasks.beneath import OutsideTree, off_loop, open_dir, opened_dir
 from tasks.job import Job, Outcome
 from tasks.limits import TaskLimits
 from tasks.listing import STATE_XATTR, hold, strip_etag, temporary_name
@@ -29,7 +29,6 @@ PARALLEL_THRESHOLD = 32 * 2**20
 #: Byte ranges read at once from one large object.
 STREAMS = 4
 CHUNK = 8 * 2**20
-WRITE_IN_LOOP = 2**20
 
 
 #: Writing here would leave the destination directory (a symbolic link on the way).
@@ -46,6 +45,10 @@ class SafeDirectories:
     def opened(self, relative_dir: str):
         """Context manager: a descriptor of `root/relative_dir`, created as needed."""
         return opened_dir(self.root, relative_dir, create=True)
+
+    def open(self, relative_dir: str) -> int:
+        """A descriptor of `root/relative_dir` (the caller closes it), created as needed."""
+        return open_dir(self.root, relative_dir, create=True)
 
 
 def _last_modified_ns(response) -> int | None:
@@ -68,16 +71,23 @@ async def import_item(
     if item.action == "mkdir":
         head = await client.head_object(Bucket=bucket, Key=key + "/")
         mtime, _ = restored_mtime(head.get("Metadata"), _last_modified_ns(head))
-        with dirs.opened(item.path) as dfd:
-            if mtime is not None and not os.listdir(dfd):
-                os.utime(dfd, ns=(mtime, mtime))
+        await off_loop(_make_dir, dirs, item.path, mtime)
         return Outcome("ok", mtime_ns=mtime, action="mkdir")
-    with dirs.opened(parent_rel) as dfd:
+    dfd = await off_loop(dirs.open, parent_rel, discard=os.close)
+    try:
         if item.action == "check":
             unchanged = await _unchanged(client, job, key, item, dfd, name)
             if unchanged is not None:
                 return unchanged
         return await _download(client, job, limits, bucket, key, item, dfd, name)
+    finally:
+        os.close(dfd)
+
+
+def _make_dir(dirs: SafeDirectories, relative: str, mtime: int | None) -> None:
+    with dirs.opened(relative) as dfd:
+        if mtime is not None and not os.listdir(dfd):
+            os.utime(dfd, ns=(mtime, mtime))
 
 
 async def _download(client, job, limits, bucket, key, item, dfd: int, name: str) -> Outcome:
@@ -85,26 +95,19 @@ async def _download(client, job, limits, bucket, key, item, dfd: int, name: str)
     place: every step relative to the directory's descriptor, no link followed."""
     temporary = temporary_name()
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-    fd = os.open(temporary, flags, 0o666, dir_fd=dfd)
+    fd = await off_loop(_create, temporary, flags, dfd, discard=os.close)
     try:
-        hold(fd)
         if item.size >= PARALLEL_THRESHOLD:
             response = await _ranged(client, job, limits, bucket, key, item, fd)
         else:
             response = await _whole(client, job, limits, bucket, key, item, fd)
         mtime, _ = restored_mtime(response.get("Metadata"), _last_modified_ns(response))
-        os.utime(fd, ns=(mtime, mtime))
         etag = strip_etag(response.get("ETag")) or item.etag
-        _set_state(fd, etag, mtime)
-        os.close(fd)
-        fd = -1
-        with contextlib.suppress(FileNotFoundError):
-            there = os.stat(name, dir_fd=dfd, follow_symlinks=False)
-            if stat.S_ISDIR(there.st_mode):
-                raise IsADirectoryError(
-                    f"a directory at the destination is in the way: {item.path}"
-                )
-        os.replace(temporary, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+        landing, fd = fd, -1  # _land closes it, whatever happens
+        # the rename is the commit: once under way it finishes, and the row says it landed
+        await off_loop(
+            _land, landing, dfd, temporary, name, item.path, mtime, etag, finish_on_cancel=True
+        )
         temporary = None
         return Outcome("ok", bytes=item.size, checksum=etag, mtime_ns=mtime, action="copy")
     finally:
@@ -115,10 +118,36 @@ async def _download(client, job, limits, bucket, key, item, dfd: int, name: str)
                 os.unlink(temporary, dir_fd=dfd)
 
 
-async def _unchanged(client, job: Job, key: str, item: Item, dfd: int, name: str) -> Outcome | None:
+def _create(temporary: str, flags: int, dfd: int) -> int:
+    fd = os.open(temporary, flags, 0o666, dir_fd=dfd)
     try:
-        st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
-    except FileNotFoundError:
+        hold(fd)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _land(
+    fd: int, dfd: int, temporary: str, name: str, path: str, mtime: int, etag: str | None
+) -> None:
+    """Give the complete temporary file its mtime and state, close it, and rename it into
+    place (unless a directory is in the way)."""
+    try:
+        os.utime(fd, ns=(mtime, mtime))
+        _set_state(fd, etag, mtime)
+    finally:
+        os.close(fd)
+    with contextlib.suppress(FileNotFoundError):
+        there = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+        if stat.S_ISDIR(there.st_mode):
+            raise IsADirectoryError(f"a directory at the destination is in the way: {path}")
+    os.replace(temporary, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+
+
+async def _unchanged(client, job: Job, key: str, item: Item, dfd: int, name: str) -> Outcome | None:
+    st = await off_loop(_lstat, name, dfd)
+    if st is None:
         return None
     head = await client.head_object(Bucket=job.bucket.bucket, Key=key)
     stored, _ = restored_mtime(head.get("Metadata"), _last_modified_ns(head))
@@ -129,14 +158,26 @@ async def _unchanged(client, job: Job, key: str, item: Item, dfd: int, name: str
         found_mtime_ns=st.st_mtime_ns,
     ):
         etag = strip_etag(head.get("ETag"))
-        with contextlib.suppress(OSError):
-            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
-            try:
-                _set_state(fd, etag, st.st_mtime_ns)
-            finally:
-                os.close(fd)
+        await off_loop(_remember, name, dfd, etag, st.st_mtime_ns)
         return Outcome("skipped", UNCHANGED, checksum=etag, mtime_ns=stored, action="skip")
     return None
+
+
+def _lstat(name: str, dfd: int) -> os.stat_result | None:
+    try:
+        return os.stat(name, dir_fd=dfd, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+
+
+def _remember(name: str, dfd: int, etag: str | None, mtime_ns: int) -> None:
+    """Record the object a file matches, so the next import needs no request to know it."""
+    with contextlib.suppress(OSError):
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
+        try:
+            _set_state(fd, etag, mtime_ns)
+        finally:
+            os.close(fd)
 
 
 def _conditions(item: Item) -> dict:
@@ -150,10 +191,7 @@ async def _whole(client, job: Job, limits: TaskLimits, bucket: str, key: str, it
         data = await body.read()
     if len(data) != response.get("ContentLength", len(data)):
         raise asyncio.IncompleteReadError(data, response.get("ContentLength"))
-    if len(data) <= WRITE_IN_LOOP:
-        _write_all(fd, data)
-    else:
-        await asyncio.to_thread(_write_all, fd, data)
+    await off_loop(_write_all, fd, data)
     limits.count(0, len(data))
     return response
 
@@ -170,7 +208,7 @@ async def _ranged(client, job: Job, limits: TaskLimits, bucket: str, key: str, i
     streams), each streamed to its place in the file in CHUNK pieces; a range that breaks off is
     resumed where it stopped."""
     size = item.size
-    os.ftruncate(fd, size)
+    await off_loop(os.ftruncate, fd, size)
     span = max(PART_SIZE, math.ceil(size / STREAMS))
     first: list = []
 
@@ -207,7 +245,7 @@ async def _stream(body, fd: int, position: int, limits: TaskLimits) -> int:
             buffer += chunk
         if buffer and (len(buffer) >= CHUNK or not chunk):
             await limits.bandwidth.acquire(len(buffer))
-            await asyncio.to_thread(_write_all, fd, buffer, position)
+            await off_loop(_write_all, fd, buffer, position)
             position += len(buffer)
             limits.count(0, len(buffer))
             buffer = bytearray()

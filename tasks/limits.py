@@ -1,18 +1,13 @@
-"""What a task shares among its partitions in one process: a bandwidth cap and transfer slots.
-
-Partitions of a task that run in the same process (the default thread runner) share one limiter,
-found by task id. Partitions spread over several processes (a Dask cluster) each get the cap
-divided by `processes`.
-"""
+"""A task's bandwidth cap and transfer slots, and its counters of what is done. The flow creates
+them, within its `tasks.run.RunState`, and passes them to the steps."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-
-from tasks import progress
 
 MB = 1_000_000
 
@@ -43,6 +38,8 @@ class TaskLimits:
     bandwidth: Bandwidth
     concurrency: int
     part_concurrency: int
+    #: told of every count (the run's progress listener)
+    on_count: Callable[[int, int], None] | None = None
     _gates: dict = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     #: entries settled and bytes moved so far by the task in this process (read by the flow's
@@ -54,7 +51,8 @@ class TaskLimits:
         with self._lock:
             self.files_done += files
             self.bytes_done += nbytes
-        progress.advance(files, nbytes)
+        if self.on_count is not None:
+            self.on_count(files, nbytes)
 
     def done(self) -> tuple[int, int]:
         with self._lock:
@@ -75,30 +73,3 @@ class TaskLimits:
     def parts(self) -> asyncio.Semaphore:
         """Parts of large files in flight for the whole task (in this process)."""
         return self._gate("parts", self.part_concurrency)
-
-
-_registry: dict[str, TaskLimits] = {}
-_registry_lock = threading.Lock()
-
-
-def for_task(
-    task_id: str, *, bandwidth_mbps: float | None, concurrency: int, part_concurrency: int = 16
-) -> TaskLimits:
-    with _registry_lock:
-        limits = _registry.get(task_id)
-        if limits is None:
-            rate = bandwidth_mbps * MB if bandwidth_mbps else None
-            limits = TaskLimits(Bandwidth(rate), concurrency, part_concurrency)
-            _registry[task_id] = limits
-        return limits
-
-
-def peek(task_id: str) -> TaskLimits | None:
-    """The task's limits in this process, if any partition has started."""
-    with _registry_lock:
-        return _registry.get(task_id)
-
-
-def release(task_id: str) -> None:
-    with _registry_lock:
-        _registry.pop(task_id, None)

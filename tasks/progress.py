@@ -1,42 +1,56 @@
-"""In-process progress events, for a live progress bar in the CLI.
-
-Partitions call `advance` as entries finish; whoever started the task in this process (the CLI)
-may `listen`. The Prefect progress artifact is updated separately, per partition, by the flow.
-"""
+"""Following a task from the code that started it in this process (the command line's progress
+bar and Ctrl-C): the caller sets an `Observer` for its context (`observing`), and the flow attaches
+the run state it creates to it (`RunState.of`). Nothing is shared through a module global."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
+from typing import TYPE_CHECKING
 
-Listener = Callable[[str, int, int, int], None]  # (event, files, bytes, total-or-0)
+if TYPE_CHECKING:
+    from tasks.run import RunState
 
-_listeners: list[Listener] = []
-_lock = threading.Lock()
-
-
-def listen(listener: Listener) -> Callable[[], None]:
-    with _lock:
-        _listeners.append(listener)
-
-    def stop() -> None:
-        with _lock:
-            if listener in _listeners:
-                _listeners.remove(listener)
-
-    return stop
+#: (event, files, bytes): "planned" with the totals, then "advance" with each step's share.
+Listener = Callable[[str, int, int], None]
 
 
-def _emit(event: str, files: int, nbytes: int, total: int = 0) -> None:
-    with _lock:
-        listeners = list(_listeners)
-    for listener in listeners:
-        listener(event, files, nbytes, total)
+class Observer:
+    """The runs started in one context, with one listener for their progress."""
+
+    def __init__(self, listener: Listener | None = None) -> None:
+        self.listener = listener
+        self._runs: list[RunState] = []
+        self._lock = threading.Lock()
+
+    def attach(self, run: RunState) -> None:
+        run.listener = self.listener
+        with self._lock:
+            self._runs.append(run)
+
+    def cancel_all(self) -> bool:
+        """Cancel every run attached so far; False when none has started yet."""
+        with self._lock:
+            runs = list(self._runs)
+        for run in runs:
+            run.cancel()
+        return bool(runs)
 
 
-def planned(files: int, nbytes: int) -> None:
-    _emit("planned", files, nbytes)
+_observer: ContextVar[Observer | None] = ContextVar("ferry_observer", default=None)
 
 
-def advance(files: int, nbytes: int) -> None:
-    _emit("advance", files, nbytes)
+@contextlib.contextmanager
+def observing(observer: Observer) -> Iterator[Observer]:
+    token = _observer.set(observer)
+    try:
+        yield observer
+    finally:
+        _observer.reset(token)
+
+
+def current() -> Observer | None:
+    """The observer of the code that started this task in this context, if any."""
+    return _observer.get()

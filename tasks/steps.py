@@ -25,6 +25,7 @@ from tasks.report import (
     merge,
     problems_of,
 )
+from tasks.run import RunState
 from tasks.verify import verify_copied
 
 STEP = {"cache_policy": NO_CACHE, "persist_result": False}
@@ -72,8 +73,10 @@ def infrastructure_failure(task, task_run, state) -> bool:
     retry_condition_fn=infrastructure_failure,
     **STEP,
 )
-def apply_step(job: Job, part: Partition, report: ReportDir) -> PartitionResult:
-    return apply_partition(job, part, report)
+def apply_step(
+    job: Job, part: Partition, report: ReportDir, run: RunState | None = None
+) -> PartitionResult:
+    return apply_partition(job, part, report, run)
 
 
 @task(name="verify", **STEP)

@@ -17,8 +17,9 @@ import math
 import os
 import stat
 import zlib
+from dataclasses import dataclass
 
-from tasks.beneath import open_file, opened_dir, opened_dir_at
+from tasks.beneath import off_loop, open_file, opened_dir, opened_dir_at
 from tasks.errors import FileChanged, PartDamaged
 from tasks.job import Job, Outcome
 from tasks.limits import TaskLimits
@@ -31,7 +32,6 @@ from tasks.sameness import difference
 PART_SIZE = 8 * 2**20
 MULTIPART_THRESHOLD = 16 * 2**20
 MAX_PARTS = 10_000
-SMALL_READ_IN_LOOP = 2**20
 
 
 def _md5_header(digest: bytes) -> str:
@@ -47,37 +47,70 @@ async def export_item(client, job: Job, limits: TaskLimits, item: Item) -> Outco
             return unchanged
     # Everything is read relative to the walked directories, no link followed: a directory
     # swapped for a link mid-run cannot make the export read outside the source tree.
-    root = job.directory.root
-    parent, _, name = item.path.rpartition("/")
     try:
-        with opened_dir(root, parent) as dfd:
-            st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
-            empty = stat.S_ISDIR(st.st_mode) and not _has_entries(dfd, name)
+        found = await off_loop(_look, job.directory.root, item.path, path, discard=_Found.close)
     except FileNotFoundError:
         return Outcome("failed", "vanished: the file was removed after it was listed")
-    mode = st.st_mode
-    if item.action == "mkdir" or stat.S_ISDIR(mode):
-        if not empty:
+    st = found.st
+    if item.action == "mkdir" or stat.S_ISDIR(st.st_mode):
+        if not found.empty:
             return Outcome("failed", "changed since listing: no longer an empty directory")
         etag = await _put(client, job, key + "/", b"", st.st_mtime_ns)
         return Outcome("ok", bytes=0, checksum=etag, mtime_ns=st.st_mtime_ns, action="mkdir")
-    if not stat.S_ISREG(mode):  # symbolic link (never followed), socket, FIFO, device
+    if not stat.S_ISREG(st.st_mode):  # symbolic link (never followed), socket, FIFO, device
         etag = await _put(client, job, key, b"", st.st_mtime_ns)
         return Outcome("ok", bytes=0, checksum=etag, mtime_ns=st.st_mtime_ns, size=0, action="copy")
-    fd = open_file(root, item.path)
+    if found.fd is None and found.data is None:
+        return Outcome("failed", "changed since listing: no longer a regular file")
+    if found.data is not None:
+        return await _upload_small(client, job, limits, key, found)
+    try:
+        return await _upload_multipart(client, job, limits, key, path, found.fd)
+    finally:
+        os.close(found.fd)
+
+
+@dataclass
+class _Found:
+    """An entry to export as the file system showed it: its lstat; for a directory whether it is
+    empty; for a regular file its bytes and MD5 (small) or an open descriptor (multipart)."""
+
+    st: os.stat_result
+    empty: bool = False
+    data: bytes | None = None
+    digest: bytes | None = None
+    fd: int | None = None
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+
+
+def _look(root: str, relative: str, path: str) -> _Found:
+    """Everything an export needs from the file system for one entry, in one trip off the event
+    loop, every component reached without following a link."""
+    parent, _, name = relative.rpartition("/")
+    with opened_dir(root, parent) as dfd:
+        st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+        if stat.S_ISDIR(st.st_mode):
+            with opened_dir_at(dfd, name) as fd:
+                return _Found(st, empty=not os.listdir(fd))
+    if not stat.S_ISREG(st.st_mode):
+        return _Found(st)
+    fd = open_file(root, relative)
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return Outcome("failed", "changed since listing: no longer a regular file")
-        if st.st_size < MULTIPART_THRESHOLD:
-            return await _upload_small(client, job, limits, key, path, fd)
-        return await _upload_multipart(client, job, limits, key, path, fd)
-    finally:
+            os.close(fd)
+            return _Found(st)  # neither data nor descriptor: no longer a regular file
+        if st.st_size >= MULTIPART_THRESHOLD:
+            return _Found(st, fd=fd)
+        data, after, digest = _read_all(path, fd)
         os.close(fd)
-
-
-def _has_entries(dfd: int, name: str) -> bool:
-    with opened_dir_at(dfd, name) as fd:
-        return bool(os.listdir(fd))
+        return _Found(after, data=data, digest=digest)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+        raise
 
 
 async def _unchanged(client, job: Job, key: str, item: Item) -> Outcome | None:
@@ -122,14 +155,8 @@ def _read_all(path: str, fd: int) -> tuple[bytes, os.stat_result, bytes]:
     return data, after, hashlib.md5(data).digest()
 
 
-async def _upload_small(
-    client, job: Job, limits: TaskLimits, key: str, path: str, fd: int
-) -> Outcome:
-    size = os.fstat(fd).st_size
-    if size <= SMALL_READ_IN_LOOP:
-        data, st, digest = _read_all(path, fd)
-    else:
-        data, st, digest = await asyncio.to_thread(_read_all, path, fd)
+async def _upload_small(client, job: Job, limits: TaskLimits, key: str, found: _Found) -> Outcome:
+    data, st, digest = found.data, found.st, found.digest
     await limits.bandwidth.acquire(len(data))
     etag = await _put(client, job, key, data, st.st_mtime_ns, digest)
     limits.count(0, len(data))
@@ -160,7 +187,7 @@ async def _upload_multipart(
         async def send(number: int, offset: int) -> tuple[dict, bytes]:
             length = min(part_size, size - offset)
             async with limits.parts():
-                data, digest, crc32 = await asyncio.to_thread(_read_part, fd, length, offset)
+                data, digest, crc32 = await off_loop(_read_part, fd, length, offset)
                 if len(data) != length:
                     raise FileChanged(f"file shrank while being read ({path})")
                 await limits.bandwidth.acquire(length)

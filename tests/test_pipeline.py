@@ -103,14 +103,31 @@ def test_manifest_follows_the_schema_and_keeps_part_files(tmp_path, bucket, repo
 def test_progress_events_reach_a_listener(tmp_path, bucket, reports):
     tree(tmp_path / "src", 4)
     events = []
-    stop = progress.listen(lambda event, files, nbytes, _t: events.append((event, files, nbytes)))
-    try:
+    listener = progress.Observer(lambda event, files, nbytes: events.append((event, files, nbytes)))
+    with progress.observing(listener):
         export_data(str(tmp_path / "src"), f"s3://{bucket}/e", report_dir=reports)
-    finally:
-        stop()
+    # a task started outside the observer's context is not its business
+    export_data(str(tmp_path / "src"), f"s3://{bucket}/e2", report_dir=reports)
     assert events[0] == ("planned", 4, 1 + 2 + 3 + 4)
     assert sum(f for e, f, _ in events if e == "advance") == 4
     assert sum(b for e, _, b in events if e == "advance") == 10
+
+
+def test_a_run_state_sent_to_another_process_brings_its_own_limits_and_watch():
+    """Partitions may run in other processes: what a run shares travels as its settings, and a
+    process that receives it gets a cap, slots and a cancellation flag of its own."""
+    import pickle
+
+    from tasks.run import RunState
+
+    run = RunState("local", bandwidth_mbps=5, concurrency=3)
+    run.cancel()
+    run.limits.count(2, 10)
+    copy = pickle.loads(pickle.dumps(run))
+    assert copy.task_id == "local" and copy.limits.concurrency == 3
+    assert copy.limits.bandwidth.rate == 5_000_000
+    assert copy.limits is not run.limits and copy.limits.done() == (0, 0)
+    assert not copy.cancelled.is_set() and copy.listener is None
 
 
 def test_bandwidth_limiter_never_grants_faster_than_its_rate():

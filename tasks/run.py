@@ -1,0 +1,88 @@
+"""What one task's partitions share while it runs, created by the flow and passed to its steps:
+the bandwidth cap and transfer slots (`limits`), the cancellation flag (`cancelled`), and the
+progress counters with whoever listens to them.
+
+Nothing of it is a module global. Within one process (the default thread task runner) the object
+itself travels to every partition, so they share one cap and one set of slots. Pickled to another
+process (a Dask worker), it arrives with state of its own there: a fresh cap and slots (the cap
+then applies per process), a watch on the same flow run for cancellation, and no listener.
+"""
+
+from __future__ import annotations
+
+from tasks import progress
+from tasks.cancel import Watch
+from tasks.limits import MB, Bandwidth, TaskLimits
+from tasks.progress import Listener
+
+
+class RunState:
+    def __init__(
+        self,
+        task_id: str,
+        *,
+        bandwidth_mbps: float | None = None,
+        concurrency: int = 32,
+        part_concurrency: int = 16,
+        listener: Listener | None = None,
+    ) -> None:
+        self.task_id = task_id
+        self._config = {
+            "bandwidth_mbps": bandwidth_mbps,
+            "concurrency": concurrency,
+            "part_concurrency": part_concurrency,
+        }
+        rate = bandwidth_mbps * MB if bandwidth_mbps else None
+        self.limits = TaskLimits(
+            Bandwidth(rate), concurrency, part_concurrency, on_count=self._advance
+        )
+        self._watch = Watch(task_id)
+        self.cancelled = self._watch.event
+        self.listener = listener
+
+    @classmethod
+    def of(cls, job) -> RunState:
+        """The run state of a job (its task id and options), attached to the observer of the
+        code that started it in this context, if any (the command line's progress bar)."""
+        run = cls(
+            job.task_id,
+            bandwidth_mbps=job.options.bandwidth_mbps,
+            concurrency=job.options.concurrency,
+        )
+        observer = progress.current()
+        if observer is not None:
+            observer.attach(run)
+        return run
+
+    def __enter__(self) -> RunState:
+        """Watch the flow run for cancellation until the task ends."""
+        self._watch.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._watch.__exit__(*exc)
+
+    def cancel(self) -> None:
+        """Cancel the task here (Ctrl-C of the command that runs it), as Cancel in the UI does."""
+        self.cancelled.set()
+
+    def planned(self, files: int, nbytes: int) -> None:
+        if self.listener is not None:
+            self.listener("planned", files, nbytes)
+
+    def _advance(self, files: int, nbytes: int) -> None:
+        if self.listener is not None:
+            self.listener("advance", files, nbytes)
+
+    def __getstate__(self) -> dict:
+        return {"task_id": self.task_id, **self._config}
+
+    def __setstate__(self, state: dict) -> None:
+        task_id = state.pop("task_id")
+        self.__init__(task_id, **state)
+        # this process learns of a cancellation by itself (a daemon thread, polling the API
+        # until the object is collected or the process ends)
+        self._watch.__enter__()
+
+    def __del__(self) -> None:
+        self._watch._stop.set()
