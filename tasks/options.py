@@ -102,11 +102,14 @@ def parse_size(value: Any) -> Any:
         raise ValueError(f"not a size: {value!r} (try 512M or 2GiB)") from None
 
 
-PartitionBytes = Annotated[
+#: A number of bytes, or a size with its unit (`512M`, `2GiB`), in the UI form too.
+Size = Annotated[
     int,
     BeforeValidator(parse_size),
-    # the form takes a number of bytes or a size with its unit
     WithJsonSchema({"anyOf": [{"type": "integer", "minimum": 1}, {"type": "string"}]}),
+]
+PartitionBytes = Annotated[
+    Size,
     Field(
         ge=1,
         description="Most bytes in one partition (one Prefect task run): a number of bytes, or "
