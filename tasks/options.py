@@ -310,6 +310,17 @@ class Options(BaseModel):
     report_dir: Annotated[ReportDirOption, For(*REPORTED)] = None
     dry_run: Annotated[DryRun, For(*TRANSFERS)] = False
     retries: Annotated[Retries, For(*COPIES, *CHECKED)] = 5
+    multipart_threshold: Annotated[
+        Size,
+        Field(
+            ge=5 * 2**20,
+            le=5 * 2**30,
+            description="Files from this size up are exported as a multipart upload, 8 MiB parts "
+            "sent in parallel; smaller ones in one PUT. A number of bytes or a size such as "
+            "`64M` (5 MiB to 5 GiB).",
+        ),
+        For("export", "stream-export"),
+    ] = 16 * 2**20
     allow_empty: Annotated[AllowEmpty, For("import")] = False
     check_only: Annotated[CheckOnly, For("convert")] = False
     check_tags: Annotated[

@@ -1,7 +1,7 @@
 """Export one entry: a file, link, special file or empty directory becomes one object.
 
-Runs on s3fs's event loop through aiobotocore. Files under 16 MiB go in one PUT with Content-MD5;
-larger ones in a multipart upload of 8 MiB parts, read with `pread` and sent concurrently, each
+Runs on s3fs's event loop through aiobotocore. Files under the `multipart_threshold` option (16 MiB
+unless set) go in one PUT with Content-MD5; larger ones in a multipart upload of 8 MiB parts, read with `pread` and sent concurrently, each
 with a CRC32 the store checks and an ETag checked against the part's MD5. The file's
 mtime travels in the object's user metadata (see `tasks.metadata`). A file that changes while it
 is read is not uploaded half-old, half-new: the attempt fails and is retried.
@@ -30,7 +30,6 @@ from tasks.retry import retrying
 from tasks.sameness import difference
 
 PART_SIZE = 8 * 2**20
-MULTIPART_THRESHOLD = 16 * 2**20
 MAX_PARTS = 10_000
 
 
@@ -48,7 +47,14 @@ async def export_item(client, job: Job, limits: TaskLimits, item: Item) -> Outco
     # Everything is read relative to the walked directories, no link followed: a directory
     # swapped for a link mid-run cannot make the export read outside the source tree.
     try:
-        found = await off_loop(_look, job.directory.root, item.path, path, discard=_Found.close)
+        found = await off_loop(
+            _look,
+            job.directory.root,
+            item.path,
+            path,
+            job.options.multipart_threshold,
+            discard=_Found.close,
+        )
     except FileNotFoundError:
         return Outcome("failed", "vanished: the file was removed after it was listed")
     st = found.st
@@ -86,7 +92,7 @@ class _Found:
             os.close(self.fd)
 
 
-def _look(root: str, relative: str, path: str) -> _Found:
+def _look(root: str, relative: str, path: str, multipart_threshold: int) -> _Found:
     """Everything an export needs from the file system for one entry, in one trip off the event
     loop, every component reached without following a link."""
     parent, _, name = relative.rpartition("/")
@@ -102,7 +108,7 @@ def _look(root: str, relative: str, path: str) -> _Found:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             os.close(fd)
             return _Found(st)  # neither data nor descriptor: no longer a regular file
-        if st.st_size >= MULTIPART_THRESHOLD:
+        if st.st_size >= multipart_threshold:
             return _Found(st, fd=fd)
         data, after, digest = _read_all(path, fd)
         os.close(fd)

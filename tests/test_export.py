@@ -151,6 +151,18 @@ def test_export_large_file_goes_in_parallel_parts(tmp_path, bucket, s3_client, r
     assert manifest_rows(result)["big.bin"]["verified"]
 
 
+def test_multipart_threshold_decides_which_files_go_in_parts(tmp_path, bucket, s3_client, reports):
+    src = tmp_path / "src"
+    write(str(src / "six.bin"), os.urandom(6 * 2**20))
+    export_data(str(src), f"s3://{bucket}/one", report_dir=reports)  # 16 MiB by default
+    assert "-" not in s3_client.head_object(Bucket=bucket, Key="one/six.bin")["ETag"]
+    result = export_data(
+        str(src), f"s3://{bucket}/parts", multipart_threshold="5MiB", report_dir=reports
+    )
+    assert s3_client.head_object(Bucket=bucket, Key="parts/six.bin")["ETag"].endswith('-1"')
+    assert manifest_rows(result)["six.bin"]["verified"]
+
+
 def test_a_file_that_vanishes_after_listing_is_a_failed_row(tmp_path, bucket, s3_client, reports):
     from tasks.endpoints import transfer_endpoints
     from tasks.job import Job
