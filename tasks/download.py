@@ -73,14 +73,55 @@ async def import_item(
         mtime, _ = restored_mtime(head.get("Metadata"), _last_modified_ns(head))
         await off_loop(_make_dir, dirs, item.path, mtime)
         return Outcome("ok", mtime_ns=mtime, action="mkdir")
+    if item.action == "check":
+        unchanged = await _unchanged(client, job, key, item, dirs)
+        if unchanged is not None:
+            return unchanged
+    if item.size < PARALLEL_THRESHOLD:
+        return await _download_whole(client, limits, bucket, key, item, dirs)
     dfd = await off_loop(dirs.open, parent_rel, discard=os.close)
     try:
-        if item.action == "check":
-            unchanged = await _unchanged(client, job, key, item, dfd, name)
-            if unchanged is not None:
-                return unchanged
         return await _download(client, job, limits, bucket, key, item, dfd, name)
     finally:
+        os.close(dfd)
+
+
+async def _download_whole(client, limits: TaskLimits, bucket, key, item: Item, dirs) -> Outcome:
+    """A small object: read whole, then written, dated and renamed into place in one trip off
+    the event loop (nothing is on disk until the bytes are here)."""
+    await limits.bandwidth.acquire(item.size)
+    response = await client.get_object(Bucket=bucket, Key=key, **_conditions(item))
+    async with response["Body"] as body:
+        data = await body.read()
+    if len(data) != response.get("ContentLength", len(data)):
+        raise asyncio.IncompleteReadError(data, response.get("ContentLength"))
+    mtime, _ = restored_mtime(response.get("Metadata"), _last_modified_ns(response))
+    etag = strip_etag(response.get("ETag")) or item.etag
+    # the rename is the commit: once under way it finishes, and the row says it landed
+    await off_loop(_write_whole, dirs, item.path, data, mtime, etag, finish_on_cancel=True)
+    limits.count(0, len(data))
+    return Outcome("ok", bytes=len(data), checksum=etag, mtime_ns=mtime, action="copy")
+
+
+def _write_whole(
+    dirs: SafeDirectories, path: str, data: bytes, mtime: int, etag: str | None
+) -> None:
+    parent_rel, _, name = path.rpartition("/")
+    dfd = dirs.open(parent_rel)
+    temporary = temporary_name()
+    try:
+        fd = _create(temporary, TEMPORARY_FLAGS, dfd)
+        try:
+            _write_all(fd, data)
+        except BaseException:
+            os.close(fd)
+            raise
+        _land(fd, dfd, temporary, name, path, mtime, etag)
+        temporary = None
+    finally:
+        if temporary is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temporary, dir_fd=dfd)
         os.close(dfd)
 
 
@@ -90,17 +131,17 @@ def _make_dir(dirs: SafeDirectories, relative: str, mtime: int | None) -> None:
             os.utime(dfd, ns=(mtime, mtime))
 
 
+TEMPORARY_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
 async def _download(client, job, limits, bucket, key, item, dfd: int, name: str) -> Outcome:
-    """Write the object under a temporary name in its directory (`dfd`), then rename it into
-    place: every step relative to the directory's descriptor, no link followed."""
+    """Write a large object, in byte ranges, under a temporary name in its directory (`dfd`),
+    then rename it into place: every step relative to the directory's descriptor, no link
+    followed."""
     temporary = temporary_name()
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-    fd = await off_loop(_create, temporary, flags, dfd, discard=os.close)
+    fd = await off_loop(_create, temporary, TEMPORARY_FLAGS, dfd, discard=os.close)
     try:
-        if item.size >= PARALLEL_THRESHOLD:
-            response = await _ranged(client, job, limits, bucket, key, item, fd)
-        else:
-            response = await _whole(client, job, limits, bucket, key, item, fd)
+        response = await _ranged(client, job, limits, bucket, key, item, fd)
         mtime, _ = restored_mtime(response.get("Metadata"), _last_modified_ns(response))
         etag = strip_etag(response.get("ETag")) or item.etag
         landing, fd = fd, -1  # _land closes it, whatever happens
@@ -145,8 +186,9 @@ def _land(
     os.replace(temporary, name, src_dir_fd=dfd, dst_dir_fd=dfd)
 
 
-async def _unchanged(client, job: Job, key: str, item: Item, dfd: int, name: str) -> Outcome | None:
-    st = await off_loop(_lstat, name, dfd)
+async def _unchanged(client, job: Job, key: str, item: Item, dirs) -> Outcome | None:
+    parent_rel, _, name = item.path.rpartition("/")
+    st = await off_loop(_lstat, dirs, parent_rel, name)
     if st is None:
         return None
     head = await client.head_object(Bucket=job.bucket.bucket, Key=key)
@@ -158,21 +200,22 @@ async def _unchanged(client, job: Job, key: str, item: Item, dfd: int, name: str
         found_mtime_ns=st.st_mtime_ns,
     ):
         etag = strip_etag(head.get("ETag"))
-        await off_loop(_remember, name, dfd, etag, st.st_mtime_ns)
+        await off_loop(_remember, dirs, parent_rel, name, etag, st.st_mtime_ns)
         return Outcome("skipped", UNCHANGED, checksum=etag, mtime_ns=stored, action="skip")
     return None
 
 
-def _lstat(name: str, dfd: int) -> os.stat_result | None:
-    try:
-        return os.stat(name, dir_fd=dfd, follow_symlinks=False)
-    except FileNotFoundError:
-        return None
+def _lstat(dirs: SafeDirectories, parent_rel: str, name: str) -> os.stat_result | None:
+    with dirs.opened(parent_rel) as dfd:
+        try:
+            return os.stat(name, dir_fd=dfd, follow_symlinks=False)
+        except FileNotFoundError:
+            return None
 
 
-def _remember(name: str, dfd: int, etag: str | None, mtime_ns: int) -> None:
+def _remember(dirs, parent_rel: str, name: str, etag: str | None, mtime_ns: int) -> None:
     """Record the object a file matches, so the next import needs no request to know it."""
-    with contextlib.suppress(OSError):
+    with contextlib.suppress(OSError), dirs.opened(parent_rel) as dfd:
         fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
         try:
             _set_state(fd, etag, mtime_ns)
@@ -182,18 +225,6 @@ def _remember(name: str, dfd: int, etag: str | None, mtime_ns: int) -> None:
 
 def _conditions(item: Item) -> dict:
     return {"IfMatch": f'"{item.etag}"'} if item.etag else {}
-
-
-async def _whole(client, job: Job, limits: TaskLimits, bucket: str, key: str, item: Item, fd: int):
-    await limits.bandwidth.acquire(item.size)
-    response = await client.get_object(Bucket=bucket, Key=key, **_conditions(item))
-    async with response["Body"] as body:
-        data = await body.read()
-    if len(data) != response.get("ContentLength", len(data)):
-        raise asyncio.IncompleteReadError(data, response.get("ContentLength"))
-    await off_loop(_write_all, fd, data)
-    limits.count(0, len(data))
-    return response
 
 
 def _write_all(fd: int, data: bytes, offset: int = 0) -> None:
