@@ -20,7 +20,7 @@ import fsspec
 from fsspec.spec import AbstractBufferedFile, AbstractFileSystem
 from sqlalchemy.exc import IntegrityError
 
-from hns.store import Entry, NamespaceError, Store, split
+from hns.store import NamespaceEntry, NamespaceError, Store, split
 from tasks.endpoints import s3_options
 
 #: Where the bytes of files written through hns:// go, each under a key of its own.
@@ -64,14 +64,14 @@ class HNSFileSystem(AbstractFileSystem):
         except NamespaceError as exc:
             raise FileNotFoundError(str(exc)) from exc
 
-    def _entry(self, conn, path: str) -> tuple[Any, Entry]:
+    def _entry(self, conn, path: str) -> tuple[Any, NamespaceEntry]:
         ns, entry = self._lookup(conn, path)
         if entry is None:
             raise FileNotFoundError(path)
         return ns, entry
 
     @staticmethod
-    def _info(path: str, entry: Entry) -> dict:
+    def _info(path: str, entry: NamespaceEntry) -> dict:
         kind = "directory" if entry.kind == "dir" else "file"
         info = {"name": path, "size": entry.size if kind == "file" else 0, "type": kind}
         if kind == "file":
@@ -123,7 +123,7 @@ class HNSFileSystem(AbstractFileSystem):
 
     # --- directories ----------------------------------------------------------------------------
 
-    def _makedirs(self, conn, path: str, *, exist_ok: bool) -> Entry:
+    def _makedirs(self, conn, path: str, *, exist_ok: bool) -> NamespaceEntry:
         bucket, parts = split(path)
         ns = self.store.namespace(conn, bucket)
         entry = self.store.root(conn, ns)
@@ -241,7 +241,7 @@ class HNSFileSystem(AbstractFileSystem):
 
     # --- contents -------------------------------------------------------------------------------
 
-    def _object_path(self, path: str) -> tuple[str, Entry]:
+    def _object_path(self, path: str) -> tuple[str, NamespaceEntry]:
         with self.store.begin() as conn:
             ns, entry = self._entry(conn, path)
         if entry.kind != "file":

@@ -60,7 +60,10 @@ sa.Index("ferry_entries_object", entries.c.namespace_id, entries.c.object_key)
 
 
 @dataclass(frozen=True)
-class Entry:
+class NamespaceEntry:
+    """One row of the namespace's tree: a directory, or a file over an object. (A listing's entry
+    is `tasks.listing.Entry`.)"""
+
     id: int
     parent_id: int | None
     name: str
@@ -111,8 +114,8 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
-def _entry(row) -> Entry:
-    return Entry(
+def _entry(row) -> NamespaceEntry:
+    return NamespaceEntry(
         row.id,
         row.parent_id,
         row.name,
@@ -266,7 +269,7 @@ class Store:
 
     # --- paths ----------------------------------------------------------------------------------
 
-    def lookup(self, conn: Connection, path: str) -> tuple[Namespace, Entry | None]:
+    def lookup(self, conn: Connection, path: str) -> tuple[Namespace, NamespaceEntry | None]:
         """The namespace of `bucket/...` and the entry at the path (None when missing)."""
         bucket, parts = split(path)
         ns = self.namespace(conn, bucket)
@@ -286,10 +289,12 @@ class Store:
             entry = _entry(found)
         return ns, entry
 
-    def root(self, conn: Connection, ns: Namespace) -> Entry:
+    def root(self, conn: Connection, ns: Namespace) -> NamespaceEntry:
         return _entry(conn.execute(sa.select(entries).where(entries.c.id == ns.root_id)).one())
 
-    def children(self, conn: Connection, ns: Namespace, entry: Entry) -> list[Entry]:
+    def children(
+        self, conn: Connection, ns: Namespace, entry: NamespaceEntry
+    ) -> list[NamespaceEntry]:
         rows = conn.execute(
             sa.select(entries)
             .where(entries.c.namespace_id == ns.id, entries.c.parent_id == entry.id)
@@ -297,14 +302,18 @@ class Store:
         )
         return [_entry(r) for r in rows]
 
-    def subtree(self, conn: Connection, ns: Namespace, entry: Entry) -> list[Entry]:
+    def subtree(
+        self, conn: Connection, ns: Namespace, entry: NamespaceEntry
+    ) -> list[NamespaceEntry]:
         """The entry and everything below it (a recursive query, SQLite and PostgreSQL alike)."""
         tree = sa.select(entries.c.id).where(entries.c.id == entry.id).cte("tree", recursive=True)
         tree = tree.union_all(sa.select(entries.c.id).where(entries.c.parent_id == tree.c.id))
         rows = conn.execute(sa.select(entries).where(entries.c.id.in_(sa.select(tree.c.id))))
         return [_entry(r) for r in rows]
 
-    def is_ancestor(self, conn: Connection, ancestor: Entry, entry: Entry) -> bool:
+    def is_ancestor(
+        self, conn: Connection, ancestor: NamespaceEntry, entry: NamespaceEntry
+    ) -> bool:
         current: int | None = entry.id
         while current is not None:
             if current == ancestor.id:
@@ -318,7 +327,7 @@ class Store:
         self,
         conn: Connection,
         ns: Namespace,
-        parent: Entry,
+        parent: NamespaceEntry,
         name: str,
         kind: str,
         *,
@@ -326,7 +335,7 @@ class Store:
         size: int = 0,
         etag: str | None = None,
         mtime_ns: int | None = None,
-    ) -> Entry:
+    ) -> NamespaceEntry:
         new_id = conn.execute(
             entries.insert().values(
                 namespace_id=ns.id,
@@ -339,9 +348,11 @@ class Store:
                 mtime_ns=mtime_ns,
             )
         ).inserted_primary_key[0]
-        return Entry(new_id, parent.id, name, kind, object_key, size, etag, mtime_ns)
+        return NamespaceEntry(new_id, parent.id, name, kind, object_key, size, etag, mtime_ns)
 
-    def move(self, conn: Connection, entry: Entry, new_parent: Entry, new_name: str) -> None:
+    def move(
+        self, conn: Connection, entry: NamespaceEntry, new_parent: NamespaceEntry, new_name: str
+    ) -> None:
         """Rename: one row, whatever is below it."""
         conn.execute(
             entries.update()
@@ -360,7 +371,9 @@ class Store:
             .where(entries.c.namespace_id == ns.id, entries.c.object_key == object_key)
         ).scalar_one()
 
-    def all_files(self, conn: Connection, ns: Namespace) -> dict[str, list[tuple[str, Entry]]]:
+    def all_files(
+        self, conn: Connection, ns: Namespace
+    ) -> dict[str, list[tuple[str, NamespaceEntry]]]:
         """{object_key: [(path, entry)]} for every file, by walking the tree once."""
         rows = [
             _entry(r)
@@ -369,14 +382,14 @@ class Store:
         by_id = {e.id: e for e in rows}
         paths: dict[int, str] = {ns.root_id: ""}
 
-        def path_of(e: Entry) -> str:
+        def path_of(e: NamespaceEntry) -> str:
             if e.id in paths:
                 return paths[e.id]
             parent = path_of(by_id[e.parent_id])
             paths[e.id] = f"{parent}/{e.name}" if parent else e.name
             return paths[e.id]
 
-        found: dict[str, list[tuple[str, Entry]]] = {}
+        found: dict[str, list[tuple[str, NamespaceEntry]]] = {}
         for e in rows:
             if e.kind == "file" and e.object_key is not None:
                 found.setdefault(e.object_key, []).append((path_of(e), e))
