@@ -4,15 +4,18 @@ and committing the namespace, and verifying it. Nothing here writes to the bucke
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
-from hns.plan import ARCHIVE_CLASSES, ConversionPlan, SourceObject
+from hns.plan import ConversionPlan, SourceObject
 from hns.store import Store
+from tasks.archive import ARCHIVE_CLASSES
 from tasks.endpoints import BucketPrefix
 from tasks.errors import ConversionRefused, FerryError, NotEligible, task_error  # noqa: F401
 from tasks.listing import list_prefix
+from tasks.manifest import now
 from tasks.retry import retrying
+from tasks.rows import Action, Kind, ManifestRow, ReasonCode, Status
 
 EXAMPLES = 5
 TAG_CHECK_CONCURRENCY = 64
@@ -109,7 +112,7 @@ def verify_namespace(store: Store, bucket: str, plan: ConversionPlan) -> dict[st
         files = store.all_files(conn, ns)
     results: dict[str, str | None] = {}
     for d in plan.decisions:
-        if d.status not in ("ok", "renamed"):
+        if d.status not in (Status.OK, Status.RENAMED):
             continue
         places = files.get(d.key, [])
         if len(places) != 1:
@@ -123,3 +126,45 @@ def verify_namespace(store: Store, bucket: str, plan: ConversionPlan) -> dict[st
         else:
             results[d.key] = None
     return results
+
+
+def manifest_rows(
+    bucket: BucketPrefix,
+    plan: ConversionPlan,
+    verified: Mapping[str, str | None] | None = None,
+) -> list[ManifestRow]:
+    """The conversion's manifest: one row per key, with `new_path` and `rule`. `verified` is
+    `verify_namespace`'s answer, once the namespace is committed: a key it finds a problem with
+    is failed."""
+    stamp = now()
+    rows = []
+    for d in plan.decisions:
+        checked = verified is not None and d.key in verified
+        problem = verified.get(d.key) if checked else None
+        status, reason, code = d.status, d.reason, d.reason_code
+        if problem:
+            status, reason = Status.FAILED, f"verification failed: {problem}"
+            code = ReasonCode.VERIFY_NAMESPACE
+        rows.append(
+            ManifestRow(
+                path=d.key,
+                source=f"s3://{bucket.bucket}/{d.key}",
+                destination=f"hns://{bucket.bucket}/{d.new_path}" if d.new_path else None,
+                kind=Kind.DIR if d.status == Status.DIRECTORY else Kind.FILE,
+                size=d.size,
+                mtime=d.mtime_ns,
+                action=Action.CONVERT,
+                status=status,
+                reason=reason,
+                bytes=0,
+                checksum=d.etag,
+                verified=(problem is None) if checked else None,
+                attempts=1,
+                started_at=stamp,
+                finished_at=stamp,
+                new_path=d.new_path,
+                rule=d.rule,
+                reason_code=code,
+            )
+        )
+    return rows

@@ -18,12 +18,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from tasks.archive import ARCHIVE_CLASSES
+from tasks.rows import ReasonCode, Status
+
 #: Numeric suffixes tried after `<name>.file.<ts>` is taken.
 SUFFIX_TRIES_DIRECTORY_OVER_FILE = 1  # Scenario I
 SUFFIX_TRIES_FILE_OVER_DIRECTORY = 3  # Scenario II
-
-#: Storage classes whose objects cannot be read without a restore.
-ARCHIVE_CLASSES = frozenset({"GLACIER", "DEEP_ARCHIVE", "Archive", "ColdArchive", "ARCHIVE"})
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,8 @@ class SourceObject:
 @dataclass
 class Decision:
     """What becomes of one source key. `status`: ok (kept at its key), renamed, directory,
-    rejected (cannot be a path), failed (unresolvable conflict)."""
+    rejected (cannot be a path), failed (unresolvable conflict). A `reason` comes with its
+    `reason_code`."""
 
     key: str
     size: int
@@ -46,8 +47,18 @@ class Decision:
     mtime_ns: int | None
     new_path: str | None
     rule: str
-    status: str
+    status: Status | str
     reason: str | None = None
+    reason_code: ReasonCode | None = None
+
+    def settle(
+        self,
+        status: Status,
+        rule: str,
+        reason: str | None = None,
+        code: ReasonCode | None = None,
+    ) -> None:
+        self.status, self.rule, self.reason, self.reason_code = status, rule, reason, code
 
 
 @dataclass
@@ -58,7 +69,7 @@ class ConversionPlan:
 
     @property
     def problems(self) -> list[Decision]:
-        return [d for d in self.decisions if d.status in ("rejected", "failed")]
+        return [d for d in self.decisions if d.status in (Status.REJECTED, Status.FAILED)]
 
     def tree(self) -> list[tuple[str, str, str | None, int, str | None, int | None]]:
         """Every entry of the namespace, parents before children:
@@ -67,7 +78,7 @@ class ConversionPlan:
         rows += [
             (d.new_path, "file", d.key, d.size, d.etag, d.mtime_ns)
             for d in self.decisions
-            if d.status in ("ok", "renamed")
+            if d.status in (Status.OK, Status.RENAMED)
         ]
         rows.sort(key=lambda r: (r[0].count("/"), r[0]))
         return rows
@@ -109,16 +120,24 @@ def plan_conversion(objects: Iterable[SourceObject], ts: int) -> ConversionPlan:
             del nodes[path]
             new = free_name(f"{path}.file.{ts}", SUFFIX_TRIES_DIRECTORY_OVER_FILE)
             if new is None:
-                blocked.status, blocked.rule, blocked.new_path = "failed", "conflict", None
-                blocked.reason = (
+                blocked.new_path = None
+                blocked.settle(
+                    Status.FAILED,
+                    "conflict",
                     f"directory {path} needs the name of {blocked.key!r}, and "
-                    f"{path}.file.{ts} and its numbered variants are all taken"
+                    f"{path}.file.{ts} and its numbered variants are all taken",
+                    ReasonCode.NAME_TAKEN,
                 )
                 nodes[path] = "dir"
                 plan.directories.add(path)
                 return blocked.reason
-            blocked.status, blocked.rule, blocked.new_path = "renamed", "file-then-directory", new
-            blocked.reason = f"a directory {path} was created over it"
+            blocked.new_path = new
+            blocked.settle(
+                Status.RENAMED,
+                "file-then-directory",
+                f"a directory {path} was created over it",
+                ReasonCode.FILE_DIRECTORY_CLASH,
+            )
             nodes[new] = "file"
             file_at[new] = blocked
         nodes[path] = "dir"
@@ -128,36 +147,47 @@ def plan_conversion(objects: Iterable[SourceObject], ts: int) -> ConversionPlan:
     def place_file(path: str, decision: Decision, rule: str) -> None:
         problem = ensure_dir(path.rpartition("/")[0])
         if problem:
-            decision.status, decision.rule, decision.reason = "failed", "conflict", problem
+            decision.settle(Status.FAILED, "conflict", problem, ReasonCode.NAME_TAKEN)
             return
         if nodes.get(path) == "dir":  # Scenario II: a directory already has this name
             new = free_name(f"{path}.file.{ts}", SUFFIX_TRIES_FILE_OVER_DIRECTORY)
             if new is None:
-                decision.status, decision.rule = "failed", "conflict"
-                decision.reason = (
+                decision.settle(
+                    Status.FAILED,
+                    "conflict",
                     f"directory {path} exists, and {path}.file.{ts} and its "
-                    "numbered variants are all taken"
+                    "numbered variants are all taken",
+                    ReasonCode.NAME_TAKEN,
                 )
                 return
-            decision.status, decision.rule, decision.new_path = (
-                "renamed",
+            decision.new_path = new
+            decision.settle(
+                Status.RENAMED,
                 "directory-then-file",
-                new,
+                f"a directory {path} exists",
+                ReasonCode.FILE_DIRECTORY_CLASH,
             )
-            decision.reason = f"a directory {path} exists"
             path = new
         elif nodes.get(path) == "file":
             other = file_at[path]
-            decision.status, decision.rule = "failed", "conflict"
-            decision.reason = f"{path} is already taken by key {other.key!r}"
+            decision.settle(
+                Status.FAILED,
+                "conflict",
+                f"{path} is already taken by key {other.key!r}",
+                ReasonCode.NAME_TAKEN,
+            )
             return
         else:
             decision.new_path = path
             if rule == "slash":
-                decision.status, decision.rule = "renamed", "slash"
-                decision.reason = "a key ending in '/' holds data"
+                decision.settle(
+                    Status.RENAMED,
+                    "slash",
+                    "a key ending in '/' holds data",
+                    ReasonCode.MARKER_WITH_DATA,
+                )
             else:
-                decision.status, decision.rule = "ok", "kept"
+                decision.settle(Status.OK, "kept")
         nodes[path] = "file"
         file_at[path] = decision
 
@@ -168,17 +198,23 @@ def plan_conversion(objects: Iterable[SourceObject], ts: int) -> ConversionPlan:
         path = obj.key[:-1] if marker else obj.key
         problem = namespace_path_problem(path)
         if problem:
-            decision.status, decision.rule, decision.reason = "rejected", "invalid-name", problem
+            decision.settle(Status.REJECTED, "invalid-name", problem, ReasonCode.NAME_NOT_PORTABLE)
             continue
         if obj.storage_class in ARCHIVE_CLASSES:
-            decision.status, decision.rule = "failed", "archived"
-            decision.reason = f"archived object (storage class {obj.storage_class})"
+            decision.settle(
+                Status.FAILED,
+                "archived",
+                f"archived object (storage class {obj.storage_class})",
+                ReasonCode.ARCHIVED,
+            )
             continue
         if marker and obj.size == 0:
             conflict = ensure_dir(path)
-            decision.new_path, decision.rule = path, "directory"
-            decision.status = "failed" if conflict else "directory"
-            decision.reason = conflict
+            decision.new_path = path
+            if conflict:
+                decision.settle(Status.FAILED, "directory", conflict, ReasonCode.NAME_TAKEN)
+            else:
+                decision.settle(Status.DIRECTORY, "directory")
             continue
         place_file(
             f"{path}.slash.{ts}" if marker else path, decision, "slash" if marker else "kept"

@@ -13,13 +13,15 @@ from collections import Counter
 from dataclasses import dataclass
 
 from tasks.download import OutsideDestination, SafeDirectories, import_item
-from tasks.errors import describe, is_transient
-from tasks.job import Job, Outcome, row
+from tasks.errors import describe, failure_code, is_transient
+from tasks.job import Job
 from tasks.manifest import ReportDir, now
 from tasks.names import printable
+from tasks.outcome import Outcome, row
 from tasks.partition import Partition
 from tasks.plan import Item
 from tasks.retry import backoff, count_retries, log_retry
+from tasks.rows import Action, ManifestRow, ReasonCode, Status
 from tasks.run import RunState
 from tasks.runlog import bind
 from tasks.upload import export_item
@@ -47,15 +49,17 @@ def apply_partition(
 
     rows = job.bucket.run(copy_items, job, part, run or RunState.of(job), run_logger())
     part_file = report.write_part(f"part-{part.index:05d}", rows)
-    counts = Counter(r["status"] for r in rows)
+    counts = Counter(r.status.value for r in rows)
     problems = tuple(
-        (r["path"], r["status"], r["reason"] or "")
+        (r.path, r.status.value, r.reason or "")
         for r in rows
-        if r["status"] in ("rejected", "failed")
+        if r.status in (Status.REJECTED, Status.FAILED)
     )[:PROBLEMS_SHOWN]
-    failed = tuple(i.path for i, r in zip(part.items, rows, strict=True) if r["status"] == "failed")
+    failed = tuple(
+        i.path for i, r in zip(part.items, rows, strict=True) if r.status == Status.FAILED
+    )
     return PartitionResult(
-        part.index, dict(counts), sum(r["bytes"] or 0 for r in rows), part_file, problems, failed
+        part.index, dict(counts), sum(r.bytes or 0 for r in rows), part_file, problems, failed
     )
 
 
@@ -63,14 +67,16 @@ def apply_partition(
 PROBLEMS_SHOWN = 3
 
 
-async def copy_items(client, job: Job, part: Partition, run: RunState, log=None) -> list[dict]:
+async def copy_items(
+    client, job: Job, part: Partition, run: RunState, log=None
+) -> list[ManifestRow]:
     """Every entry of the partition, `job.options.concurrency` at a time; `log` (the run's logger)
     gets a line for each retry, and one when a cancellation abandons the transfers in flight."""
     limits = run.limits
     dirs = SafeDirectories(job.directory.root)
     stop = asyncio.Event()
 
-    def settled(item: Item, outcome: Outcome, attempts: int, started) -> dict:
+    def settled(item: Item, outcome: Outcome, attempts: int, started) -> ManifestRow:
         return row(
             job,
             item,
@@ -81,11 +87,11 @@ async def copy_items(client, job: Job, part: Partition, run: RunState, log=None)
             finished_at=now(),
         )
 
-    async def one(item: Item) -> dict:
+    async def one(item: Item) -> ManifestRow:
         async with limits.objects():
             started = now()
             if stop.is_set():
-                return settled(item, Outcome("skipped", CANCELLED_BEFORE), 0, started)
+                return settled(item, _cancelled(CANCELLED_BEFORE), 0, started)
             retried = count_retries()  # every retry of this object's requests, at any level
             attempts = 0
             while True:
@@ -101,7 +107,9 @@ async def copy_items(client, job: Job, part: Partition, run: RunState, log=None)
                     outcome = await _abandoned(client, job, item)
                     break
                 except OutsideDestination as exc:
-                    outcome = Outcome("rejected", str(exc))
+                    outcome = Outcome(
+                        Status.REJECTED, str(exc), reason_code=ReasonCode.OUTSIDE_TREE
+                    )
                     break
                 except Exception as exc:
                     if attempts < job.options.retries and is_transient(exc):
@@ -110,7 +118,7 @@ async def copy_items(client, job: Job, part: Partition, run: RunState, log=None)
                             await unless_stopped(asyncio.sleep(backoff(attempts)), stop)
                         if not stop.is_set():
                             continue
-                    outcome = Outcome("failed", describe(exc))
+                    outcome = Outcome(Status.FAILED, describe(exc), reason_code=failure_code(exc))
                     break
             limits.count(1, 0)
             return settled(item, outcome, 1 + retried[0], started)
@@ -129,12 +137,16 @@ CANCELLED_IN_FLIGHT = "cancelled: abandoned in flight (the destination is as it 
 LANDED_AS_CANCELLED = "written as the task was cancelled (the store had committed it)"
 
 
+def _cancelled(reason: str) -> Outcome:
+    return Outcome(Status.SKIPPED, reason, reason_code=ReasonCode.CANCELLED)
+
+
 async def _abandoned(client, job: Job, item: Item) -> Outcome:
     """The row of a transfer abandoned in flight. A download's temporary file is gone and its
     final name untouched; but a PUT the store committed just before the cancellation reached
     it did land, whole (a PUT is atomic): a HEAD tells, so the row never says otherwise."""
     if job.direction != "export" or item.kind not in ("file", "symlink", "special"):
-        return Outcome("skipped", CANCELLED_IN_FLIGHT)
+        return _cancelled(CANCELLED_IN_FLIGHT)
     from tasks.listing import strip_etag
     from tasks.metadata import restored_mtime
     from tasks.sameness import difference
@@ -144,7 +156,7 @@ async def _abandoned(client, job: Job, item: Item) -> Outcome:
             client.head_object(Bucket=job.bucket.bucket, Key=job.bucket.key(item.path)), 10
         )
     except Exception:  # noqa: BLE001 - not there (or not knowable): it did not land
-        return Outcome("skipped", CANCELLED_IN_FLIGHT)
+        return _cancelled(CANCELLED_IN_FLIGHT)
     stored, _ = restored_mtime(head.get("Metadata"), None)
     size = item.size if item.kind == "file" else 0
     if difference(
@@ -153,14 +165,15 @@ async def _abandoned(client, job: Job, item: Item) -> Outcome:
         found_size=head.get("ContentLength"),
         found_mtime_ns=stored,
     ):
-        return Outcome("skipped", CANCELLED_IN_FLIGHT)
+        return _cancelled(CANCELLED_IN_FLIGHT)
     return Outcome(
-        "ok",
+        Status.OK,
         LANDED_AS_CANCELLED,
         bytes=size,
         checksum=strip_etag(head.get("ETag")),
         mtime_ns=stored,
-        action="copy",
+        action=Action.COPY,
+        reason_code=ReasonCode.LANDED_WHEN_CANCELLED,
     )
 
 

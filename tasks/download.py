@@ -16,12 +16,14 @@ import os
 import stat
 
 from tasks.beneath import OutsideTree, off_loop, open_dir, opened_dir
-from tasks.job import Job, Outcome
+from tasks.job import Job
 from tasks.limits import TaskLimits
 from tasks.listing import STATE_XATTR, hold, strip_etag, temporary_name
 from tasks.metadata import restored_mtime
+from tasks.outcome import Outcome
 from tasks.plan import UNCHANGED, Item
 from tasks.retry import retrying
+from tasks.rows import ReasonCode
 from tasks.sameness import difference
 
 PART_SIZE = 16 * 2**20
@@ -201,7 +203,10 @@ async def _unchanged(client, job: Job, key: str, item: Item, dirs) -> Outcome | 
     ):
         etag = strip_etag(head.get("ETag"))
         await off_loop(_remember, dirs, parent_rel, name, etag, st.st_mtime_ns)
-        return Outcome("skipped", UNCHANGED, checksum=etag, mtime_ns=stored, action="skip")
+        code = ReasonCode.UNCHANGED
+        return Outcome(
+            "skipped", UNCHANGED, checksum=etag, mtime_ns=stored, action="skip", reason_code=code
+        )
     return None
 
 

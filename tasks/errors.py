@@ -26,6 +26,8 @@ try:  # aiohttp is what aiobotocore speaks HTTP with
 except ImportError:  # pragma: no cover - aiohttp always comes with aiobotocore
     ClientConnectionError = ClientPayloadError = ConnectionError
 
+from tasks.rows import ReasonCode
+
 
 class FerryError(Exception):
     """A failure that stops a whole task. `where` names the path or URL it is about."""
@@ -162,6 +164,42 @@ def describe(exc: BaseException) -> str:
         return f"{name}: {exc.strerror}" + (f" ({exc.filename})" if exc.filename else "")
     text = str(exc) or type(exc).__name__
     return f"{type(exc).__name__}: {text}" if text != type(exc).__name__ else text
+
+
+#: S3 error codes of a refusal: credentials or permissions.
+DENIED_CODES = frozenset(
+    {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "403"}
+)
+
+
+def failure_code(exc: BaseException) -> ReasonCode:
+    """The reason code of a manifest row whose reason is `describe(exc)`."""
+    if isinstance(exc, FileChanged):
+        return ReasonCode.FILE_CHANGED
+    if isinstance(exc, PartDamaged):
+        return ReasonCode.PART_DAMAGED
+    if isinstance(exc, OutsideTree):
+        return ReasonCode.OUTSIDE_TREE
+    if isinstance(exc, ClientError):
+        code = error_code(exc)
+        if code in ("PreconditionFailed", "412"):  # a GET conditional on the listed ETag
+            return ReasonCode.OBJECT_CHANGED
+        if code in DENIED_CODES or http_status(exc) == 403:
+            return ReasonCode.ACCESS_DENIED
+        return ReasonCode.STORE_ERROR
+    if is_transient(exc):  # a dropped connection or a timeout, after its retries
+        return ReasonCode.CONNECTION_ERROR
+    if isinstance(exc, PermissionError):
+        return ReasonCode.ACCESS_DENIED
+    if isinstance(exc, IsADirectoryError | NotADirectoryError | FileExistsError):
+        return ReasonCode.IN_THE_WAY
+    if isinstance(exc, FileNotFoundError):
+        return ReasonCode.VANISHED
+    if isinstance(exc, OSError):
+        return ReasonCode.FILESYSTEM_ERROR
+    if isinstance(exc, BotoCoreError):
+        return ReasonCode.STORE_ERROR
+    return ReasonCode.UNEXPECTED
 
 
 def endpoint_of(url: str) -> str:

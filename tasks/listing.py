@@ -28,11 +28,12 @@ class Entry:
     size: int = 0
     mtime_ns: int | None = None
     etag: str | None = None
-    link_target: str | None = None
+    link_target: str | None = None  # a symbolic link's target
     empty: bool = False  # a directory with nothing below it
     state: str | None = None  # import's record on a destination file: "<etag> <mtime_ns>"
     storage_class: str | None = None
     holds_data: bool = False  # a key ending in '/' whose object is not empty
+    unreadable: str | None = None  # a directory that could not be read: the error
 
 
 class Filter:
@@ -98,7 +99,7 @@ def list_directory(
         except OSError as exc:
             if not relative_dir:
                 raise task_error(exc, where=root) from exc
-            entries.append(Entry(path=relative_dir, kind="dir", link_target=f"unreadable: {exc}"))
+            entries.append(Entry(path=relative_dir, kind="dir", unreadable=str(exc)))
             continue
         if relative_dir:
             entries.append(Entry(path=relative_dir, kind="dir", empty=not children))

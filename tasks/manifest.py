@@ -1,4 +1,6 @@
-"""The manifest: one Parquet row per entry a task touched. The schema is defined here, once.
+"""The manifest: one Parquet row per entry a task touched. The schema is defined here, once; the
+row type that has exactly its columns, and the enums of its status, action, kind and reason code,
+are in `tasks.rows`.
 
 A task run's report directory holds `parts/` (one part file per partition, written as soon as the
 partition finishes, staged under a `_` name and renamed so dataset readers never see half a file),
@@ -19,15 +21,19 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-SCHEMA_VERSION = "1"
+from tasks import rows as row_types
+from tasks.rows import ROW_FIELDS, ManifestRow, declared
+
+#: 2: `reason_code` appended (version 1 had the columns before it, in the same order).
+SCHEMA_VERSION = "2"
 
 #: Every task's statuses: copied (or compared equal); left as it was (unchanged, dry run,
 #: cancelled); refused before any write (a name that cannot travel, a key leaving the
-#: destination); tried and failed (the reason says why).
-STATUSES = ("ok", "skipped", "rejected", "failed")
+#: destination); tried and failed (the reason says why). Their meanings: `tasks.rows.Status`.
+STATUSES = tuple(s.value for s in row_types.TASK_STATUSES)
 #: Conversion's own statuses, besides ok and failed: `renamed` (the object is reachable under
 #: `new_path`, by the rule in `rule`), `directory` (a zero-byte `dir/` marker became a directory).
-CONVERSION_STATUSES = ("renamed", "directory")
+CONVERSION_STATUSES = tuple(s.value for s in row_types.CONVERSION_STATUSES)
 ALL_STATUSES = STATUSES + CONVERSION_STATUSES
 
 MANIFEST_SCHEMA = pa.schema(
@@ -35,12 +41,12 @@ MANIFEST_SCHEMA = pa.schema(
         pa.field("path", pa.string(), nullable=False),  # relative to the task's roots
         pa.field("source", pa.string()),  # full source path or URL
         pa.field("destination", pa.string()),  # full destination path or URL
-        pa.field("kind", pa.string()),  # file, dir, symlink, special, object
+        pa.field("kind", pa.string()),  # rows.Kind: file, dir, symlink, special
         pa.field("size", pa.int64()),  # source size in bytes
         pa.field("mtime", pa.timestamp("ns", tz="UTC")),  # source modification time
-        pa.field("action", pa.string()),  # copy, mkdir, skip, reject, compare
-        pa.field("status", pa.string(), nullable=False),  # ok, skipped, rejected, failed
-        pa.field("reason", pa.string()),  # why skipped, rejected or failed
+        pa.field("action", pa.string()),  # rows.Action: copy, mkdir, check, skip, reject, ...
+        pa.field("status", pa.string(), nullable=False),  # rows.Status: ok, skipped, ...
+        pa.field("reason", pa.string()),  # why skipped, rejected or failed, for people
         pa.field("bytes", pa.int64()),  # bytes moved
         pa.field("checksum", pa.string()),  # ETag / MD5 compared, where known
         pa.field("verified", pa.bool_()),  # null when not verified
@@ -50,34 +56,40 @@ MANIFEST_SCHEMA = pa.schema(
         pa.field("partition", pa.int32()),
         pa.field("new_path", pa.string()),  # conversion only
         pa.field("rule", pa.string()),  # conversion only
+        pa.field("reason_code", pa.string()),  # rows.ReasonCode: the reason, for programs
     ],
     metadata={"ferry.manifest.version": SCHEMA_VERSION},
 )
 
 COLUMNS = tuple(MANIFEST_SCHEMA.names)
+assert COLUMNS == ROW_FIELDS, "tasks.rows.ManifestRow must have the schema's columns, in order"
 
 
 def now() -> datetime:
     return datetime.now(UTC)
 
 
-def table(rows: Iterable[Mapping[str, Any]]) -> pa.Table:
-    """Rows (dicts; missing columns are null) as a table of the manifest schema. A key that is
-    not a column, or a status that is not declared, is a bug, and raises instead of being
+def table(rows: Iterable[ManifestRow | Mapping[str, Any]]) -> pa.Table:
+    """Rows as a table of the manifest schema. A `ManifestRow` was checked when it was made; a
+    dict (missing columns are null) is checked here: a key that is not a column, or a status,
+    action, kind or reason code that is not declared, is a bug, and raises instead of being
     dropped."""
-    rows = list(rows)
-    for row in rows:
-        unknown = set(row) - set(COLUMNS)
-        if unknown:
-            raise ValueError(f"manifest row has keys that are not columns: {sorted(unknown)}")
-        if row.get("status") not in ALL_STATUSES:
-            raise ValueError(f"manifest row has an undeclared status: {row.get('status')!r}")
-    columns = {name: [row.get(name) for row in rows] for name in COLUMNS}
+    records = [_values(row) for row in rows]
+    columns = {name: [r[i] for r in records] for i, name in enumerate(COLUMNS)}
     mtimes = columns["mtime"]
     columns["mtime"] = [
         pa.scalar(m, pa.timestamp("ns", tz="UTC")) if isinstance(m, int) else m for m in mtimes
     ]
     return pa.Table.from_pydict(columns, schema=MANIFEST_SCHEMA)
+
+
+def _values(row: ManifestRow | Mapping[str, Any]) -> tuple:
+    if isinstance(row, ManifestRow):
+        return row.values()
+    unknown = set(row) - set(COLUMNS)
+    if unknown:
+        raise ValueError(f"manifest row has keys that are not columns: {sorted(unknown)}")
+    return tuple(declared(name, row.get(name)) for name in COLUMNS)
 
 
 class ReportDir:
@@ -98,7 +110,7 @@ class ReportDir:
     def manifest_url(self) -> str:
         return self.url + "/manifest.parquet"
 
-    def write_part(self, name: str, rows: Iterable[Mapping[str, Any]]) -> str:
+    def write_part(self, name: str, rows: Iterable[ManifestRow | Mapping[str, Any]]) -> str:
         """Write one part file atomically; returns its path."""
         self.fs.makedirs(self.parts, exist_ok=True)
         final = f"{self.parts}/{name}.parquet"

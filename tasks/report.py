@@ -5,12 +5,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field
 
 from tasks.manifest import STATUSES, ReportDir
+from tasks.rows import Status
+
+if TYPE_CHECKING:
+    from tasks.verify import Check
 
 FAILURE_TABLE_ROWS = 500
 
@@ -77,31 +82,35 @@ class Report:
     problems: list[dict]
 
 
-def apply_verification(table: pa.Table, results: Mapping[str, tuple[bool, str | None]]) -> pa.Table:
-    """Set `verified` from the verify step; an entry that failed verification becomes `failed`."""
+def apply_verification(table: pa.Table, results: Mapping[str, Check]) -> pa.Table:
+    """Set `verified` from the verify step; an entry that failed verification becomes `failed`,
+    with the verification's reason and code."""
     if not results or table.num_rows == 0:
         return table
     paths = table.column("path").to_pylist()
     statuses = table.column("status").to_pylist()
     reasons = table.column("reason").to_pylist()
+    codes = table.column("reason_code").to_pylist()
     verified = table.column("verified").to_pylist()
     for i, path in enumerate(paths):
-        if statuses[i] not in ("ok", "skipped") or path not in results:
+        if statuses[i] not in (Status.OK, Status.SKIPPED) or path not in results:
             continue
-        good, problem = results[path]
+        good, problem, code = results[path]
         verified[i] = good
         if not good:
-            statuses[i] = "failed"
-            reasons[i] = f"verification failed: {problem}"
+            statuses[i] = Status.FAILED.value
+            reasons[i], codes[i] = f"verification failed: {problem}", code
         elif problem and not reasons[i]:
-            reasons[i] = problem
-    table = table.set_column(table.schema.get_field_index("status"), "status", pa.array(statuses))
-    table = table.set_column(
-        table.schema.get_field_index("reason"), "reason", pa.array(reasons, pa.string())
-    )
-    return table.set_column(
-        table.schema.get_field_index("verified"), "verified", pa.array(verified, pa.bool_())
-    )
+            reasons[i], codes[i] = problem, code
+    columns = {
+        "status": pa.array(statuses, pa.string()),
+        "reason": pa.array(reasons, pa.string()),
+        "reason_code": pa.array(codes, pa.string()),
+        "verified": pa.array(verified, pa.bool_()),
+    }
+    for name, values in columns.items():
+        table = table.set_column(table.schema.get_field_index(name), name, values)
+    return table
 
 
 def counts_of(table: pa.Table) -> dict[str, int]:
@@ -146,7 +155,9 @@ def markdown(summary: TaskResult, problems: list[dict]) -> str:
 def problems_of(table: pa.Table) -> pa.Table:
     if table.num_rows == 0:
         return table
-    mask = pc.is_in(table.column("status"), value_set=pa.array(["rejected", "failed"]))
+    mask = pc.is_in(
+        table.column("status"), value_set=pa.array([Status.REJECTED, Status.FAILED], pa.string())
+    )
     return table.filter(mask)
 
 

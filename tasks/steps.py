@@ -26,7 +26,7 @@ from tasks.report import (
     problems_of,
 )
 from tasks.run import RunState
-from tasks.verify import verify_copied
+from tasks.verify import Check, verify_copied
 
 STEP = {"cache_policy": NO_CACHE, "persist_result": False}
 
@@ -80,9 +80,9 @@ def apply_step(
 
 
 @task(name="verify", **STEP)
-def verify_step(job: Job, report: ReportDir) -> dict[str, tuple[bool, str | None]]:
+def verify_step(job: Job, report: ReportDir) -> dict[str, Check]:
     table = report.read_parts().select(
-        ["path", "kind", "size", "mtime", "status", "reason", "checksum"]
+        ["path", "kind", "size", "mtime", "status", "reason", "checksum", "reason_code"]
     )
     # nanoseconds as plain ints, so nothing is lost to datetime's microseconds
     table = table.set_column(3, "mtime", table.column("mtime").cast(pa.int64()))
@@ -93,7 +93,7 @@ def verify_step(job: Job, report: ReportDir) -> dict[str, tuple[bool, str | None
 @task(name="report", **STEP)
 def report_step(
     report: ReportDir,
-    verification: dict[str, tuple[bool, str | None]],
+    verification: dict[str, Check],
     *,
     job: str,
     source: str,

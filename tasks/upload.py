@@ -21,12 +21,14 @@ from dataclasses import dataclass
 
 from tasks.beneath import off_loop, open_file, opened_dir, opened_dir_at
 from tasks.errors import FileChanged, PartDamaged
-from tasks.job import Job, Outcome
+from tasks.job import Job
 from tasks.limits import TaskLimits
 from tasks.listing import strip_etag
 from tasks.metadata import mtime_metadata, restored_mtime
+from tasks.outcome import Outcome
 from tasks.plan import UNCHANGED, Item
 from tasks.retry import retrying
+from tasks.rows import ReasonCode
 from tasks.sameness import difference
 
 PART_SIZE = 8 * 2**20
@@ -56,18 +58,19 @@ async def export_item(client, job: Job, limits: TaskLimits, item: Item) -> Outco
             discard=_Found.close,
         )
     except FileNotFoundError:
-        return Outcome("failed", "vanished: the file was removed after it was listed")
+        return _failed("vanished: the file was removed after it was listed", ReasonCode.VANISHED)
     st = found.st
     if item.action == "mkdir" or stat.S_ISDIR(st.st_mode):
         if not found.empty:
-            return Outcome("failed", "changed since listing: no longer an empty directory")
+            reason = "changed since listing: no longer an empty directory"
+            return _failed(reason, ReasonCode.FILE_CHANGED)
         etag = await _put(client, job, key + "/", b"", st.st_mtime_ns)
         return Outcome("ok", bytes=0, checksum=etag, mtime_ns=st.st_mtime_ns, action="mkdir")
     if not stat.S_ISREG(st.st_mode):  # symbolic link (never followed), socket, FIFO, device
         etag = await _put(client, job, key, b"", st.st_mtime_ns)
         return Outcome("ok", bytes=0, checksum=etag, mtime_ns=st.st_mtime_ns, size=0, action="copy")
     if found.fd is None and found.data is None:
-        return Outcome("failed", "changed since listing: no longer a regular file")
+        return _failed("changed since listing: no longer a regular file", ReasonCode.FILE_CHANGED)
     if found.data is not None:
         return await _upload_small(client, job, limits, key, found)
     try:
@@ -119,6 +122,10 @@ def _look(root: str, relative: str, path: str, multipart_threshold: int) -> _Fou
         raise
 
 
+def _failed(reason: str, code: ReasonCode, **kwargs) -> Outcome:
+    return Outcome("failed", reason, reason_code=code, **kwargs)
+
+
 async def _unchanged(client, job: Job, key: str, item: Item) -> Outcome | None:
     head = await client.head_object(Bucket=job.bucket.bucket, Key=key)
     last_modified = int(head["LastModified"].timestamp() * 1e9)
@@ -129,7 +136,9 @@ async def _unchanged(client, job: Job, key: str, item: Item) -> Outcome | None:
         found_size=head.get("ContentLength"),
         found_mtime_ns=stored,
     ):
-        return Outcome("skipped", UNCHANGED, checksum=strip_etag(head.get("ETag")), action="skip")
+        etag = strip_etag(head.get("ETag"))
+        code = ReasonCode.UNCHANGED
+        return Outcome("skipped", UNCHANGED, checksum=etag, action="skip", reason_code=code)
     return None
 
 
@@ -233,7 +242,8 @@ async def _upload_multipart(
         expected = hashlib.md5(b"".join(d for _, d in results)).hexdigest() + f"-{len(results)}"
         etag = strip_etag(response.get("ETag"))
         if etag and etag != expected:
-            return Outcome("failed", f"store reported ETag {etag}, expected {expected}", bytes=size)
+            reason = f"store reported ETag {etag}, expected {expected}"
+            return _failed(reason, ReasonCode.ETAG_MISMATCH, bytes=size)
         return Outcome(
             "ok", bytes=size, checksum=etag, mtime_ns=before.st_mtime_ns, size=size, action="copy"
         )

@@ -14,23 +14,38 @@ import asyncio
 import os
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple
 
 from tasks.checksum import file_matches_etag
 from tasks.endpoints import BucketPrefix, Directory, Endpoint
-from tasks.errors import describe
+from tasks.errors import describe, failure_code
 from tasks.job import Job
 from tasks.listing import Entry, Filter, list_bucket, list_directory, strip_etag
 from tasks.manifest import now
 from tasks.metadata import restored_mtime
 from tasks.names import key_problem, path_problem
-from tasks.plan import UNCHANGED
 from tasks.retry import retrying
+from tasks.rows import Action, Kind, ManifestRow, ReasonCode, Status
 from tasks.runlog import bind, run_logger
 from tasks.sameness import difference, same_mtime, size_difference
 
 EMPTY_MD5 = "d41d8cd98f00b204e9800998ecf8427e"
 HASH_WORKERS = 4
-#: Attempts of the HEAD that reads an object's stored mtime (transient errors are retried).
+
+#: Skipped rows whose entry is at the destination as it should be, and so are verified too.
+VERIFIED_SKIPS = frozenset({ReasonCode.UNCHANGED, ReasonCode.EXISTS})
+
+
+class Check(NamedTuple):
+    """What verification found for one entry: whether it is as it should be, and if not (or
+    only partly checked) why, with the reason's code."""
+
+    verified: bool
+    reason: str | None = None
+    reason_code: ReasonCode | None = None
+
+
+OK = Check(True)
 
 
 def _index(entries: Iterable[Entry]) -> dict[tuple[str, bool], Entry]:
@@ -51,13 +66,14 @@ def _safe_match(path: str, size: int, etag: str) -> bool | None:
         return False
 
 
-def verify_copied(job: Job, rows: list[dict]) -> dict[str, tuple[bool, str | None]]:
-    """{path: (verified, problem)} for every ok/skipped row of a transfer."""
+def verify_copied(job: Job, rows: list[dict]) -> dict[str, Check]:
+    """{path: check} for every ok row of a transfer, and every skipped one that is already at
+    the destination (unchanged, or a directory that exists)."""
     todo = [
         r
         for r in rows
-        if r["status"] == "ok"
-        or (r["status"] == "skipped" and (r["reason"] == UNCHANGED or r["kind"] == "dir"))
+        if r["status"] == Status.OK
+        or (r["status"] == Status.SKIPPED and r["reason_code"] in VERIFIED_SKIPS)
     ]
     if not todo:
         return {}
@@ -65,44 +81,62 @@ def verify_copied(job: Job, rows: list[dict]) -> dict[str, tuple[bool, str | Non
         there = _index(list_directory(job.directory, must_exist=False))
     else:
         there = _index(list_bucket(job.bucket))
-    results: dict[str, tuple[bool, str | None]] = {}
+    results: dict[str, Check] = {}
     to_hash: list[tuple[str, str, int, str]] = []
     for r in todo:
         is_dir = r["kind"] == "dir"
         entry = there.get((r["path"], is_dir))
         expected_size = r["size"] if r["kind"] == "file" else 0
         if entry is None:
-            results[r["path"]] = (False, "missing at destination")
+            results[r["path"]] = Check(False, "missing at destination", ReasonCode.VERIFY_MISSING)
         elif is_dir:
-            results[r["path"]] = (True, None)
+            results[r["path"]] = OK
         elif job.direction == "import" and entry.kind != "file":
-            results[r["path"]] = (False, f"destination is a {entry.kind}, not a file")
+            results[r["path"]] = Check(
+                False, f"destination is a {entry.kind}, not a file", ReasonCode.VERIFY_KIND
+            )
         elif size_difference(expected_size, entry.size):
-            results[r["path"]] = (False, size_difference(expected_size, entry.size))
+            results[r["path"]] = Check(
+                False, size_difference(expected_size, entry.size), ReasonCode.VERIFY_SIZE
+            )
         elif job.direction == "import" and difference(
             size=expected_size,
             mtime_ns=r["mtime"],
             found_size=entry.size,
             found_mtime_ns=entry.mtime_ns,
         ):
-            results[r["path"]] = (False, "mtime differs at destination")
+            results[r["path"]] = Check(
+                False, "mtime differs at destination", ReasonCode.VERIFY_MTIME
+            )
         elif job.direction == "export" and r["checksum"] and entry.etag != r["checksum"]:
-            results[r["path"]] = (False, "object changed after it was written (ETag differs)")
+            results[r["path"]] = Check(
+                False,
+                "object changed after it was written (ETag differs)",
+                ReasonCode.VERIFY_ETAG,
+            )
         else:
-            results[r["path"]] = (True, None)
+            results[r["path"]] = OK
             if job.options.verify == "checksum":
                 etag = r["checksum"] if job.direction == "import" else entry.etag
                 local = job.directory.join(r["path"])
                 if r["kind"] in ("symlink", "special"):
                     if etag != EMPTY_MD5:
-                        results[r["path"]] = (False, "object is not empty")
+                        results[r["path"]] = Check(
+                            False, "object is not empty", ReasonCode.VERIFY_CHECKSUM
+                        )
                 elif etag:
                     to_hash.append((r["path"], local, expected_size, etag))
     for path, matches in _hash_all(to_hash).items():
         if matches is False:
-            results[path] = (False, "content differs from the object's ETag")
+            results[path] = Check(
+                False, "content differs from the object's ETag", ReasonCode.VERIFY_CHECKSUM
+            )
         elif matches is None:
-            results[path] = (True, "size and mtime only: the ETag is not an MD5")
+            results[path] = Check(
+                True,
+                "size and mtime only: the ETag is not an MD5",
+                ReasonCode.CHECKSUM_UNAVAILABLE,
+            )
     return results
 
 
@@ -134,7 +168,7 @@ def compare_trees(
     selected: Filter,
     concurrency: int,
     retries: int,
-) -> list[dict]:
+) -> list[ManifestRow]:
     """One row per entry of either tree: ok when the destination matches the source."""
     src_entries = _comparable(snapshot(source), is_bucket=isinstance(source, BucketPrefix))
     dst_entries = _comparable(
@@ -151,16 +185,19 @@ def compare_trees(
         problem = _name_problem(source, destination, src)
         dst = dst_entries.get(key)
         if problem:
-            row.update(status="rejected", reason=problem)
+            row.update(
+                status=Status.REJECTED, reason=problem, reason_code=ReasonCode.NAME_NOT_PORTABLE
+            )
         elif dst is None:
-            row.update(status="failed", reason="missing at destination", verified=False)
+            row.update(_differs("missing at destination", ReasonCode.VERIFY_MISSING))
         elif is_dir:
-            row.update(status="ok", verified=True)
+            row.update(status=Status.OK, verified=True)
         elif _size(src) != _size(dst):
             row.update(
-                status="failed",
-                verified=False,
-                reason=f"size differs: {_size(dst)} at destination, {_size(src)} at source",
+                _differs(
+                    f"size differs: {_size(dst)} at destination, {_size(src)} at source",
+                    ReasonCode.VERIFY_SIZE,
+                )
             )
         else:
             pending.append((row, src, dst))
@@ -172,12 +209,14 @@ def compare_trees(
     for key, dst in sorted(dst_entries.items()):
         if key not in src_entries and selected(key[0]):
             row = _row(source, destination, dst, started, only_destination=True)
-            row.update(status="failed", reason="only at destination", verified=False)
+            row.update(_differs("only at destination", ReasonCode.VERIFY_EXTRA))
             rows.append(row)
     finished = now()
-    for row in rows:
-        row["finished_at"] = finished
-    return rows
+    return [ManifestRow(**row, finished_at=finished) for row in rows]
+
+
+def _differs(reason: str, code: ReasonCode) -> dict:
+    return {"status": Status.FAILED, "verified": False, "reason": reason, "reason_code": code}
 
 
 def _size(e: Entry) -> int:
@@ -204,10 +243,10 @@ def _row(source, destination, e: Entry, started, *, only_destination: bool = Fal
         "path": e.path,
         "source": None if only_destination else _url(source, e.path, is_dir),
         "destination": _url(destination, e.path, is_dir),
-        "kind": "file" if e.kind == "object" else e.kind,
+        "kind": Kind.FILE if e.kind == "object" else Kind(e.kind),
         "size": _size(e),
         "mtime": e.mtime_ns,
-        "action": "compare",
+        "action": Action.COMPARE,
         "bytes": 0,
         "checksum": e.etag,
         "attempts": 1,
@@ -220,7 +259,7 @@ def _compare_contents(
 ) -> None:
     """Fill in status for entries present on both sides with the same size."""
     sides = [(source, [p[1] for p in pending]), (destination, [p[2] for p in pending])]
-    mtimes: list[list[tuple[int | None, str | None]]] = []
+    mtimes: list[list[tuple[int | None, tuple[str, ReasonCode] | None]]] = []
     for endpoint, entries in sides:
         if isinstance(endpoint, Directory):
             mtimes.append([(e.mtime_ns, None) for e in entries])
@@ -236,17 +275,18 @@ def _compare_contents(
     for i, (row, src, _dst) in enumerate(pending):
         (src_mtime, src_problem), (dst_mtime, dst_problem) = mtimes[0][i], mtimes[1][i]
         if src_problem or dst_problem:
-            row.update(status="failed", verified=False, reason=src_problem or dst_problem)
+            row.update(_differs(*(src_problem or dst_problem)))
         elif mode != "none" and src.kind not in ("dir",) and not same_mtime(src_mtime, dst_mtime):
-            row.update(status="failed", verified=False, reason="mtime differs")
+            row.update(_differs("mtime differs", ReasonCode.VERIFY_MTIME))
         elif hashes.get(src.path) is False:
-            row.update(status="failed", verified=False, reason="content differs")
+            row.update(_differs("content differs", ReasonCode.VERIFY_CHECKSUM))
         else:
-            row.update(status="ok", verified=True)
+            row.update(status=Status.OK, verified=True)
         row["mtime"] = src_mtime
 
 
 def _stored_mtimes(prefix: BucketPrefix, entries: list[Entry], concurrency: int, retries: int):
+    """[(stored mtime, problem)] of the entries' objects, a problem being (reason, its code)."""
     log = run_logger()  # the retries of these HEADs go to the run's log
 
     async def heads(client):
@@ -265,7 +305,8 @@ def _stored_mtimes(prefix: BucketPrefix, entries: list[Entry], concurrency: int,
                         f"HEAD of {key}",
                     )
             except Exception as exc:  # noqa: BLE001 - one object's failure is its row's
-                return (None, f"cannot read the object's metadata: {describe(exc)}")
+                reason = f"cannot read the object's metadata: {describe(exc)}"
+                return (None, (reason, failure_code(exc)))
             mtime, _ = restored_mtime(head.get("Metadata"), e.mtime_ns)
             return (mtime, None)
 
