@@ -57,7 +57,11 @@ class FlakyProxy:
                 for key, value in response.getheaders():
                     if key.lower() not in HOP_BY_HOP and key.lower() != "content-length":
                         self.send_header(key, value)
-                self.send_header("Content-Length", str(len(data)))
+                # a HEAD's Content-Length is the object's, as upstream gave it (it has no body)
+                head_length = (
+                    response.getheader("Content-Length") if self.command == "HEAD" else None
+                )
+                self.send_header("Content-Length", head_length or str(len(data)))
                 self.end_headers()
                 if self.command != "HEAD":
                     self.wfile.write(data)

@@ -6,7 +6,8 @@ import os
 import socket
 
 import pytest
-from conftest import bucket_objects, manifest_rows
+from conftest import bucket_objects, manifest_rows, run_result
+from flaky_proxy import FlakyProxy
 
 from flows import export_data
 
@@ -129,6 +130,7 @@ def test_export_include_exclude_and_dry_run(tmp_path, bucket, s3_client, reports
         report_dir=reports,
     )
     assert dry.dry_run and dry.counts["skipped"] == 2
+    assert {r["reason_code"] for r in manifest_rows(dry).values()} == {"dry_run"}
     assert bucket_objects(s3_client, bucket, "f/") == {}
     real = export_data(
         str(src), f"s3://{bucket}/f", include=["*.bin"], exclude=["b.bin"], report_dir=reports
@@ -255,3 +257,44 @@ def test_a_storage_option_ferry_would_not_apply_is_refused(tmp_path, option, say
     message = str(refused.value)
     assert message.startswith(f"storage option {option!r} does not apply to ferry's transfers: ")
     assert says in message and message.endswith(": s3://b/p")
+
+
+def test_the_manifest_gives_each_reason_its_code(tmp_path, bucket, s3_endpoint, reports):
+    """A rerun with one unchanged file, one name that cannot travel and one object the store
+    keeps refusing: each row's reason comes with its code, and ok rows have none."""
+    import pyarrow.parquet as pq
+
+    from tasks.rows import Action, Kind, ReasonCode, Status
+
+    src = tmp_path / "src"
+    write(str(src / "same"), b"same", 1_600_000_000 * NS)
+    write(str(src / "doomed"), b"v1", 1_600_000_000 * NS)
+    export_data(str(src), f"s3://{bucket}/rc", report_dir=reports)
+    write(str(src / "doomed"), b"version 2")  # a new size: copied again
+    write(str(src / "back\\slash"), b"x")
+    write(str(src / "new"), b"new")
+    with FlakyProxy(s3_endpoint, {"/rc/doomed": -1}) as proxy:
+        result = run_result(
+            export_data,
+            str(src),
+            f"s3://{bucket}/rc",
+            retries=1,
+            report_dir=reports,
+            destination_options={"endpoint_url": proxy.url},
+        )
+    manifest = pq.read_table(result.manifest).drop_columns(["mtime"]).to_pylist()
+    rows = {r["path"]: r for r in manifest}
+    assert {p: (r["status"], r["reason_code"]) for p, r in rows.items()} == {
+        "same": ("skipped", "unchanged"),
+        "back\\slash": ("rejected", "name_not_portable"),
+        "doomed": ("failed", "store_error"),
+        "new": ("ok", None),
+    }
+    assert rows["same"]["reason"] == "unchanged"
+    assert rows["back\\slash"]["reason"] == "backslash in name"
+    assert rows["doomed"]["reason"].startswith("ServiceUnavailable")
+    # every value written is declared, and a reason always has its code
+    for row in manifest:
+        Status(row["status"]), Kind(row["kind"]), Action(row["action"])
+        assert (row["reason"] is None) == (row["reason_code"] is None)
+        assert row["reason_code"] is None or ReasonCode(row["reason_code"])

@@ -168,3 +168,36 @@ def test_listing_keeps_keys_in_order_with_markers(bucket, s3_client):
     prefix = parse_endpoint(f"s3://{bucket}")
     keys = [o.key for o in prefix.run(list_objects, prefix)]
     assert keys == ["a", "a/", "a/x", "b"]
+
+
+def test_conversion_rows_give_each_reason_its_code():
+    """The rows `manifest_rows` builds from a plan (and the verification after the commit)."""
+    from hns.convert import manifest_rows as conversion_rows
+    from hns.plan import plan_conversion
+    from tasks.manifest import table
+    from tasks.rows import ReasonCode as R
+
+    plan = plan_conversion(
+        [
+            SourceObject("a/b", 1),
+            SourceObject("a/b/c", 1),
+            SourceObject("d/", 0),
+            SourceObject("e/", 4),
+            SourceObject("x//y", 1),
+            SourceObject("kept", 1),
+        ],
+        ts=7,
+    )
+    bucket = parse_endpoint("s3://b", {})
+    rows = {r.path: r for r in conversion_rows(bucket, plan, {"kept": "reachable at 0 paths"})}
+    assert {p: (r.status, r.rule, r.reason_code) for p, r in rows.items()} == {
+        "a/b": ("renamed", "file-then-directory", R.FILE_DIRECTORY_CLASH),
+        "a/b/c": ("ok", "kept", None),
+        "d/": ("directory", "directory", None),
+        "e/": ("renamed", "slash", R.MARKER_WITH_DATA),
+        "x//y": ("rejected", "invalid-name", R.NAME_NOT_PORTABLE),
+        "kept": ("failed", "kept", R.VERIFY_NAMESPACE),
+    }
+    assert rows["kept"].reason == "verification failed: reachable at 0 paths"
+    assert rows["d/"].kind == "dir" and rows["a/b"].destination == "hns://b/a/b.file.7"
+    assert table(rows.values()).column("reason_code").null_count == 2

@@ -97,6 +97,7 @@ def test_import_rejects_hostile_keys_and_writes_nothing_outside(
     for key, reason in HOSTILE.items():
         row = next(r for r in rows.values() if r["source"] == f"s3://{bucket}/{key}")
         assert row["status"] == "rejected" and reason in row["reason"], key
+        assert row["reason_code"] == "name_not_portable", key
     assert sorted(os.listdir(tmp_path / "jail")) == ["dest"]
     assert sorted(os.listdir(dest)) == ["good.txt"]
     assert result.exit_code == 1
@@ -116,6 +117,7 @@ def test_import_never_writes_through_a_symlink_in_the_destination(
     assert os.listdir(outside) == []
     row = manifest_rows(result)["evil/passwd"]
     assert row["status"] == "rejected" and "symbolic link" in row["reason"]
+    assert row["reason_code"] == "outside_tree"
     assert (dest / "fine").read_bytes() == b"ok"
 
 
@@ -133,6 +135,7 @@ def test_a_failing_object_does_not_stop_the_others(tmp_path, bucket, s3_client, 
     assert str(failed.value) == f"21 entries: 1 failed, 20 ok; manifest: {result.manifest}"
     row = manifest_rows(result)["blocked/inner.txt"]
     assert row["status"] == "failed" and "in the way" in row["reason"]
+    assert row["reason_code"] == "in_the_way"
     assert (dest / "blocked").read_bytes() == b"a file where a directory must go"
 
 
@@ -147,7 +150,7 @@ def test_import_rerun_copies_only_missing_or_changed(tmp_path, bucket, s3_client
     again = import_data(f"s3://{bucket}/r", str(dest), report_dir=reports)
     rows = manifest_rows(again)
     assert {p for p, r in rows.items() if r["status"] == "ok"} == {"1", "2", "3"}
-    assert rows["0"]["status"] == "skipped"
+    assert (rows["0"]["status"], rows["0"]["reason_code"]) == ("skipped", "unchanged")
     assert (dest / "1").read_bytes() == b"v2" and (dest / "3").read_bytes() == b"v1"
 
 
@@ -161,6 +164,8 @@ def test_an_object_changed_mid_copy_leaves_no_partial_file(tmp_path, bucket, s3_
     job = Job(task_id="t-changed", direction="import", directory=directory, bucket=prefix)
     result = apply_step.fn(job, partition(items)[0], ReportDir(reports, "t-changed"))
     assert result.counts == {"failed": 1}
+    row = ReportDir(reports, "t-changed").read_parts().to_pylist()[0]
+    assert row["reason_code"] == "object_changed"  # the GET's precondition failed
     assert os.listdir(directory.root) == []  # no final name, no temporary file
 
 
@@ -199,3 +204,13 @@ def test_import_of_an_empty_prefix_stops_unless_allowed(tmp_path, bucket, report
         f"s3://{bucket}/nothing", str(tmp_path / "d"), report_dir=reports, allow_empty=True
     )
     assert result.ok and sum(result.counts.values()) == 0
+
+
+def test_an_archived_object_is_rejected_with_its_code(tmp_path, bucket, s3_client, reports):
+    s3_client.put_object(Bucket=bucket, Key="g/cold", Body=b"frozen", StorageClass="GLACIER")
+    put(s3_client, bucket, "g/warm", b"fine")
+    result = import_data(f"s3://{bucket}/g", str(tmp_path / "dst"), report_dir=reports)
+    rows = manifest_rows(result)
+    assert (rows["cold"]["status"], rows["cold"]["reason_code"]) == ("rejected", "archived")
+    assert "restore it first" in rows["cold"]["reason"]
+    assert rows["warm"]["status"] == "ok"

@@ -63,3 +63,45 @@ def test_filters_apply_to_names_and_paths():
     assert selected("keep/deep/file.txt")
     assert not selected("x/skip.bin")
     assert not selected("other.txt")
+
+
+def codes(items):
+    return {i.path: (i.action, i.reason_code) for i in items if i.reason is not None}
+
+
+def test_every_planned_skip_and_reject_carries_its_reason_code():
+    from tasks.rows import ReasonCode as R
+
+    source = [
+        Entry("kept", "dir", empty=True),
+        Entry("locked", "dir", unreadable="[Errno 13] Permission denied"),
+        Entry("back\\slash", "file", 1, 1),
+        Entry("same", "file", 1, 1),
+    ]
+    dest = [Entry("kept", "dir"), Entry("same", "object", 2, 1)]
+    got = codes(plan_export(source, dest, prefix="p/", overwrite="never"))
+    assert got == {
+        "kept": ("skip", R.EXISTS),
+        "locked": ("reject", R.UNREADABLE),
+        "back\\slash": ("reject", R.NAME_NOT_PORTABLE),
+        "same": ("skip", R.NOT_OVERWRITTEN),
+    }
+    locked = next(i for i in plan_export(source, dest, prefix="p/") if i.path == "locked")
+    assert locked.reason == "unreadable: [Errno 13] Permission denied"
+
+    source = [
+        Entry("d", "object", 5, holds_data=True),
+        Entry("a", "object", 1),
+        Entry("a/b", "object", 1),
+        Entry("x/../y", "object", 1),
+        Entry("m", "dir"),
+        Entry("f", "object", 3, 5, etag="abc"),
+    ]
+    dest = [Entry("m", "dir"), Entry("f", "file", 3, 77, state="abc 77")]
+    assert codes(plan_import(source, dest)) == {
+        "d": ("reject", R.MARKER_WITH_DATA),
+        "a": ("reject", R.FILE_DIRECTORY_CLASH),
+        "x/../y": ("reject", R.NAME_NOT_PORTABLE),
+        "m": ("skip", R.EXISTS),
+        "f": ("skip", R.UNCHANGED),
+    }

@@ -10,6 +10,7 @@ from conftest import manifest_rows
 from flows import EntriesFailed, export_data, verify_data
 from tasks.endpoints import transfer_endpoints
 from tasks.job import Job
+from tasks.rows import ReasonCode
 from tasks.verify import verify_copied
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
@@ -50,12 +51,19 @@ def test_verify_data_reports_each_kind_of_difference(tmp_path, bucket, s3_client
     assert rows["mtime"]["reason"] == "mtime differs"
     assert rows["gone"]["reason"] == "missing at destination"
     assert rows["extra"]["reason"] == "only at destination"
+    assert {p: r["reason_code"] for p, r in rows.items() if r["status"] == "failed"} == {
+        "size": "verify_size",
+        "mtime": "verify_mtime",
+        "gone": "verify_missing",
+        "extra": "verify_extra",
+    }
     assert quick.exit_code == 1
 
     with pytest.raises(EntriesFailed) as failed:
         verify_data(str(src), f"s3://{bucket}/v", verify="checksum", report_dir=reports)
     deep = failed.value.result
     assert manifest_rows(deep)["content"]["reason"] == "content differs"
+    assert manifest_rows(deep)["content"]["reason_code"] == ReasonCode.VERIFY_CHECKSUM
     assert manifest_rows(deep)["same"]["verified"]
 
 
@@ -78,8 +86,12 @@ def test_verify_step_catches_an_object_overwritten_after_upload(
     job = Job(task_id="t", direction="export", directory=directory, bucket=prefix)
     rows = [{**r, "mtime": None} for r in manifest_rows(result).values()]
     results = verify_copied(job, rows)
-    assert results["f3"] == (False, "object changed after it was written (ETag differs)")
-    assert all(ok for path, (ok, _) in results.items() if path != "f3")
+    assert results["f3"] == (
+        False,
+        "object changed after it was written (ETag differs)",
+        ReasonCode.VERIFY_ETAG,
+    )
+    assert all(check.verified for path, check in results.items() if path != "f3")
 
 
 def test_verify_none_leaves_rows_unverified(tmp_path, bucket, reports):
