@@ -18,9 +18,9 @@ from flows import runview
 from flows.credentials import for_url, warn_plain_secrets
 from flows.options import Options, takes_options
 from flows.result import TaskResult, ends_truthfully, state_message
-from hns.convert import changes, converted_message, examples
-from hns.plan import ARCHIVE_CLASSES, ConversionPlan
+from hns.convert import changes, converted_message, examples, manifest_rows
 from hns.store import Store
+from tasks.archive import ARCHIVE_CLASSES
 from tasks.convert_steps import (
     build_step,
     commit_step,
@@ -31,43 +31,9 @@ from tasks.convert_steps import (
 )
 from tasks.endpoints import BucketPrefix, parse_endpoint
 from tasks.errors import ConversionRefused, NotEligible, UsageError
-from tasks.manifest import ReportDir, check_report_dir, now
+from tasks.manifest import ReportDir, check_report_dir
 from tasks.preflight import check_bucket, check_metadata_url
 from tasks.steps import report_step
-
-
-def manifest_rows(bucket: BucketPrefix, plan: ConversionPlan, verified=None) -> list[dict]:
-    stamp = now()
-    rows = []
-    for d in plan.decisions:
-        problem = (verified or {}).get(d.key)
-        status, reason = d.status, d.reason
-        if verified is not None and d.key in verified and problem:
-            status, reason = "failed", f"verification failed: {problem}"
-        rows.append(
-            {
-                "path": d.key,
-                "source": f"s3://{bucket.bucket}/{d.key}",
-                "destination": f"hns://{bucket.bucket}/{d.new_path}" if d.new_path else None,
-                "kind": "dir" if d.status == "directory" else "file",
-                "size": d.size,
-                "mtime": d.mtime_ns,
-                "action": "convert",
-                "status": status,
-                "reason": reason,
-                "bytes": 0,
-                "checksum": d.etag,
-                "verified": (problem is None)
-                if verified is not None and d.key in verified
-                else None,
-                "attempts": 1,
-                "started_at": stamp,
-                "finished_at": stamp,
-                "new_path": d.new_path,
-                "rule": d.rule,
-            }
-        )
-    return rows
 
 
 @flow(name="ferry-convert", log_prints=False)

@@ -20,9 +20,10 @@ from flows.result import TaskResult, ends_truthfully, state_message
 from tasks.apply import PartitionResult
 from tasks.endpoints import Directory, transfer_endpoints
 from tasks.errors import DestinationUnusable
-from tasks.job import Job, decided_row
+from tasks.job import Job
 from tasks.listing import Filter, without_reports
 from tasks.manifest import ReportDir, check_report_dir, now
+from tasks.outcome import decided_row, dry_run_row, partition_failed_row
 from tasks.partition import partition
 from tasks.plan import APPLY_ACTIONS, final_status, plan_export, plan_import
 from tasks.preflight import check_bucket, check_directory, empty_source
@@ -90,9 +91,7 @@ def run_transfer(direction: str, source: str, destination: str, options: Options
     stamp = now()
     planned_rows = [decided_row(job, i, final_status(i), i.reason, stamp) for i in decided]
     if options.dry_run:
-        planned_rows += [
-            decided_row(job, i, "skipped", f"dry run: would {i.action}", stamp) for i in work
-        ]
+        planned_rows += [dry_run_row(job, i, stamp) for i in work]
         work = []
     if planned_rows:
         report.write_part("planned", planned_rows)
@@ -137,8 +136,7 @@ def _apply_partitions(job: Job, parts, report: ReportDir, run: RunState) -> None
         try:
             done = future.result()
         except Exception as exc:
-            reason = f"partition failed: {exc}"
-            rows = [decided_row(job, i, "failed", reason, now()) for i in part.items]
+            rows = [partition_failed_row(job, i, exc, now()) for i in part.items]
             part_file = report.write_part(f"part-{part.index:05d}", rows)
             done = PartitionResult(part.index, {"failed": len(rows)}, 0, part_file)
         runview.log_partition(part.index, len(parts), done, time.monotonic() - started)

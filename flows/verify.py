@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import time
 
-from prefect import flow, task
-from prefect.cache_policies import NO_CACHE
+from prefect import flow
 from prefect.runtime import flow_run
 
 from flows import runview
@@ -16,20 +15,7 @@ from tasks.endpoints import Directory, parse_endpoint
 from tasks.listing import Filter
 from tasks.manifest import ReportDir, check_report_dir
 from tasks.preflight import check_bucket, check_directory
-from tasks.steps import report_step
-from tasks.verify import compare_trees
-
-
-@task(name="compare-trees", cache_policy=NO_CACHE, persist_result=False)
-def compare_step(source, destination, options: Options, selected: Filter) -> list[dict]:
-    return compare_trees(
-        source,
-        destination,
-        mode=options.verify,
-        selected=selected,
-        concurrency=options.concurrency,
-        retries=options.retries,
-    )
+from tasks.steps import compare_step, report_step
 
 
 @flow(name="ferry-verify", log_prints=False)

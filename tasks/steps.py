@@ -11,10 +11,11 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from tasks.apply import PartitionResult, apply_partition
-from tasks.endpoints import BucketPrefix, Directory
+from tasks.endpoints import BucketPrefix, Directory, Endpoint
 from tasks.job import Job
-from tasks.listing import Entry, list_bucket, list_directory
+from tasks.listing import Entry, Filter, list_bucket, list_directory
 from tasks.manifest import ReportDir
+from tasks.options import Options
 from tasks.partition import Partition
 from tasks.report import (
     Report,
@@ -25,8 +26,9 @@ from tasks.report import (
     merge,
     problems_of,
 )
+from tasks.rows import ManifestRow
 from tasks.run import RunState
-from tasks.verify import Check, verify_copied
+from tasks.verify import Check, compare_trees, verify_copied
 
 STEP = {"cache_policy": NO_CACHE, "persist_result": False}
 
@@ -118,3 +120,18 @@ def report_step(
     )
     report.write_summary(summary.as_dict())
     return Report(summary, failures_table(problems_of(table)))
+
+
+@task(name="compare-trees", **STEP)
+def compare_step(
+    source: Endpoint, destination: Endpoint, options: Options, selected: Filter
+) -> list[ManifestRow]:
+    """verify_data's one step: both trees listed and compared, a row per entry."""
+    return compare_trees(
+        source,
+        destination,
+        mode=options.verify,
+        selected=selected,
+        concurrency=options.concurrency,
+        retries=options.retries,
+    )

@@ -1,10 +1,11 @@
 """Export one entry: a file, link, special file or empty directory becomes one object.
 
 Runs on s3fs's event loop through aiobotocore. Files under the `multipart_threshold` option (16 MiB
-unless set) go in one PUT with Content-MD5; larger ones in a multipart upload of 8 MiB parts, read with `pread` and sent concurrently, each
-with a CRC32 the store checks and an ETag checked against the part's MD5. The file's
-mtime travels in the object's user metadata (see `tasks.metadata`). A file that changes while it
-is read is not uploaded half-old, half-new: the attempt fails and is retried.
+unless set) go in one PUT with Content-MD5; larger ones in a multipart upload of 8 MiB parts, read
+with `pread` and sent concurrently, each with a CRC32 the store checks and an ETag checked against
+the part's MD5. The file's mtime travels in the object's user metadata (see `tasks.metadata`). A
+file that changes while it is read is not uploaded half-old, half-new: the attempt fails and is
+retried.
 """
 
 from __future__ import annotations
