@@ -24,6 +24,7 @@ from prefect.runtime import flow_run
 from flows.options import Options, takes_options
 from flows.result import TaskResult, ends_truthfully, state_message
 from flows.runview import log_batch
+from flows.transfer import settle_checks
 from tasks.apply import PROBLEMS_SHOWN
 from tasks.endpoints import transfer_endpoints
 from tasks.job import Job, decided_row
@@ -136,6 +137,7 @@ class _Session:
 
     def apply(self, items) -> set[str]:
         """Settle one batch of planned items and publish the manifest; the paths that failed."""
+        items = settle_checks(self.job, items, self.run)
         decided = [i for i in items if i.action not in APPLY_ACTIONS]
         work = [i for i in items if i.action in APPLY_ACTIONS]
         if decided:

@@ -7,7 +7,9 @@ run, verify, report.
 from __future__ import annotations
 
 import os
+import sys
 import time
+from dataclasses import replace
 
 from prefect import flow
 from prefect.futures import as_completed
@@ -25,11 +27,19 @@ from tasks.listing import Filter, without_reports
 from tasks.manifest import ReportDir, check_report_dir, now
 from tasks.outcome import decided_row, dry_run_row, partition_failed_row
 from tasks.partition import partition
-from tasks.plan import APPLY_ACTIONS, final_status, plan_export, plan_import
+from tasks.plan import APPLY_ACTIONS, Item, final_status, plan_export, plan_import
 from tasks.preflight import check_bucket, check_directory, empty_source
+from tasks.rows import Action
 from tasks.run import RunState
 from tasks.runlog import run_logger
-from tasks.steps import apply_step, list_bucket_step, list_directory_step, report_step, verify_step
+from tasks.steps import (
+    apply_step,
+    check_step,
+    list_bucket_step,
+    list_directory_step,
+    report_step,
+    verify_step,
+)
 from tasks.upload import abort_abandoned_uploads
 
 
@@ -86,20 +96,23 @@ def run_transfer(direction: str, source: str, destination: str, options: Options
 
     if direction == "import" and not options.dry_run:
         make_root(directory)
-    work = [i for i in items if i.action in APPLY_ACTIONS]
-    decided = [i for i in items if i.action not in APPLY_ACTIONS]
-    stamp = now()
-    planned_rows = [decided_row(job, i, final_status(i), i.reason, stamp) for i in decided]
-    if options.dry_run:
-        planned_rows += [dry_run_row(job, i, stamp) for i in work]
-        work = []
-    if planned_rows:
-        report.write_part("planned", planned_rows)
-
-    parts = partition(work, max_files=options.partition_files, max_bytes=options.partition_bytes)
-    runview.log_plan(direction, items, len(parts), dry_run=options.dry_run)
-    nbytes = sum(i.size for i in work)
     with RunState.of(job) as run:
+        items = settle_checks(job, items, run)
+        work = [i for i in items if i.action in APPLY_ACTIONS]
+        decided = [i for i in items if i.action not in APPLY_ACTIONS]
+        stamp = now()
+        planned_rows = [decided_row(job, i, final_status(i), i.reason, stamp) for i in decided]
+        if options.dry_run:
+            planned_rows += [dry_run_row(job, i, stamp) for i in work]
+            work = []
+        if planned_rows:
+            report.write_part("planned", planned_rows)
+
+        parts = partition(
+            work, max_files=options.partition_files, max_bytes=options.partition_bytes
+        )
+        runview.log_plan(direction, items, len(parts), dry_run=options.dry_run)
+        nbytes = sum(i.size for i in work)
         run.planned(len(work), nbytes)
         with runview.Progress(f"ferry-{direction}-progress", run.limits, len(work), nbytes):
             _apply_partitions(job, parts, report, run)
@@ -124,6 +137,32 @@ def run_transfer(direction: str, source: str, destination: str, options: Options
     runview.publish(done)
     runview.log_summary(done, state_message(result))
     return result
+
+
+def settle_checks(job: Job, items: list[Item], run: RunState) -> list[Item]:
+    """The check step, before any copy: the `check` items settled by a HEAD each (skip when
+    unchanged, else copy), in partitions of their own, through the flow's task runner."""
+    checking = [i for i in items if i.action == Action.CHECK]
+    if not checking:
+        return items
+    chunks = partition(checking, max_files=job.options.partition_files, max_bytes=sys.maxsize)
+    futures = [check_step.submit(job, chunk.items, run) for chunk in chunks]
+    settled: dict[str, Item] = {}
+    for future, chunk in zip(futures, chunks, strict=True):
+        try:
+            found = future.result()
+        except Exception as exc:  # noqa: BLE001 - copying the same bytes again is harmless
+            run_logger().warning("check of %d entries failed (%s): copying them", len(chunk), exc)
+            found = [replace(i, action=Action.COPY) for i in chunk.items]
+        settled.update((i.path, i) for i in found)
+    unchanged = sum(i.action == Action.SKIP for i in settled.values())
+    run_logger().info(
+        "checked %d entries of the same size by HEAD: %d unchanged, %d to copy",
+        len(settled),
+        unchanged,
+        len(settled) - unchanged,
+    )
+    return [settled.get(i.path, i) if i.action == Action.CHECK else i for i in items]
 
 
 def _apply_partitions(job: Job, parts, report: ReportDir, run: RunState) -> None:

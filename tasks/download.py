@@ -21,10 +21,8 @@ from tasks.limits import TaskLimits
 from tasks.listing import STATE_XATTR, hold, strip_etag, temporary_name
 from tasks.metadata import restored_mtime
 from tasks.outcome import Outcome
-from tasks.plan import UNCHANGED, Item
+from tasks.plan import Item
 from tasks.retry import retrying
-from tasks.rows import ReasonCode
-from tasks.sameness import difference
 
 PART_SIZE = 16 * 2**20
 PARALLEL_THRESHOLD = 32 * 2**20
@@ -58,7 +56,7 @@ def _last_modified_ns(response) -> int | None:
     return int(value.timestamp() * 1e9) if value is not None else None
 
 
-def _set_state(fd: int, etag: str | None, mtime_ns: int) -> None:
+def set_state(fd: int, etag: str | None, mtime_ns: int) -> None:
     if not etag:
         return
     with contextlib.suppress(OSError):  # no user xattrs here: reruns ask the store instead
@@ -75,10 +73,6 @@ async def import_item(
         mtime, _ = restored_mtime(head.get("Metadata"), _last_modified_ns(head))
         await off_loop(_make_dir, dirs, item.path, mtime)
         return Outcome("ok", mtime_ns=mtime, action="mkdir")
-    if item.action == "check":
-        unchanged = await _unchanged(client, job, key, item, dirs)
-        if unchanged is not None:
-            return unchanged
     if item.size < PARALLEL_THRESHOLD:
         return await _download_whole(client, limits, bucket, key, item, dirs)
     dfd = await off_loop(dirs.open, parent_rel, discard=os.close)
@@ -178,7 +172,7 @@ def _land(
     place (unless a directory is in the way)."""
     try:
         os.utime(fd, ns=(mtime, mtime))
-        _set_state(fd, etag, mtime)
+        set_state(fd, etag, mtime)
     finally:
         os.close(fd)
     with contextlib.suppress(FileNotFoundError):
@@ -186,46 +180,6 @@ def _land(
         if stat.S_ISDIR(there.st_mode):
             raise IsADirectoryError(f"a directory at the destination is in the way: {path}")
     os.replace(temporary, name, src_dir_fd=dfd, dst_dir_fd=dfd)
-
-
-async def _unchanged(client, job: Job, key: str, item: Item, dirs) -> Outcome | None:
-    parent_rel, _, name = item.path.rpartition("/")
-    st = await off_loop(_lstat, dirs, parent_rel, name)
-    if st is None:
-        return None
-    head = await client.head_object(Bucket=job.bucket.bucket, Key=key)
-    stored, _ = restored_mtime(head.get("Metadata"), _last_modified_ns(head))
-    if stat.S_ISREG(st.st_mode) and not difference(
-        size=head.get("ContentLength"),
-        mtime_ns=stored,
-        found_size=st.st_size,
-        found_mtime_ns=st.st_mtime_ns,
-    ):
-        etag = strip_etag(head.get("ETag"))
-        await off_loop(_remember, dirs, parent_rel, name, etag, st.st_mtime_ns)
-        code = ReasonCode.UNCHANGED
-        return Outcome(
-            "skipped", UNCHANGED, checksum=etag, mtime_ns=stored, action="skip", reason_code=code
-        )
-    return None
-
-
-def _lstat(dirs: SafeDirectories, parent_rel: str, name: str) -> os.stat_result | None:
-    with dirs.opened(parent_rel) as dfd:
-        try:
-            return os.stat(name, dir_fd=dfd, follow_symlinks=False)
-        except FileNotFoundError:
-            return None
-
-
-def _remember(dirs, parent_rel: str, name: str, etag: str | None, mtime_ns: int) -> None:
-    """Record the object a file matches, so the next import needs no request to know it."""
-    with contextlib.suppress(OSError), dirs.opened(parent_rel) as dfd:
-        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
-        try:
-            _set_state(fd, etag, mtime_ns)
-        finally:
-            os.close(fd)
 
 
 def _conditions(item: Item) -> dict:

@@ -52,7 +52,7 @@ def row(
         status=outcome.status,
         reason=outcome.reason,
         bytes=outcome.bytes,
-        checksum=outcome.checksum or (item.etag if job.direction == "import" else None),
+        checksum=outcome.checksum or item.etag,  # an import's source ETag, or a HEAD's
         verified=None,
         attempts=attempts,
         started_at=started_at,

@@ -11,12 +11,14 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from tasks.apply import PartitionResult, apply_partition
+from tasks.check import check_items
 from tasks.endpoints import BucketPrefix, Directory, Endpoint
 from tasks.job import Job
 from tasks.listing import Entry, Filter, list_bucket, list_directory
 from tasks.manifest import ReportDir
 from tasks.options import Options
 from tasks.partition import Partition
+from tasks.plan import Item
 from tasks.report import (
     Report,
     TaskResult,
@@ -79,6 +81,12 @@ def apply_step(
     job: Job, part: Partition, report: ReportDir, run: RunState | None = None
 ) -> PartitionResult:
     return apply_partition(job, part, report, run)
+
+
+@task(name="check", **STEP)
+def check_step(job: Job, items: tuple[Item, ...], run: RunState | None = None) -> list[Item]:
+    """Settle `check` items by HEAD before copying (see `tasks.check`)."""
+    return job.bucket.run(check_items, job, items, run or RunState.of(job))
 
 
 @task(name="verify", **STEP)

@@ -25,12 +25,11 @@ from tasks.errors import FileChanged, PartDamaged
 from tasks.job import Job
 from tasks.limits import TaskLimits
 from tasks.listing import strip_etag
-from tasks.metadata import mtime_metadata, restored_mtime
+from tasks.metadata import mtime_metadata
 from tasks.outcome import Outcome
-from tasks.plan import UNCHANGED, Item
+from tasks.plan import Item
 from tasks.retry import retrying
 from tasks.rows import ReasonCode
-from tasks.sameness import difference
 
 PART_SIZE = 8 * 2**20
 MAX_PARTS = 10_000
@@ -43,10 +42,6 @@ def _md5_header(digest: bytes) -> str:
 async def export_item(client, job: Job, limits: TaskLimits, item: Item) -> Outcome:
     key = job.bucket.key(item.path)
     path = job.directory.join(item.path)
-    if item.action == "check":
-        unchanged = await _unchanged(client, job, key, item)
-        if unchanged is not None:
-            return unchanged
     # Everything is read relative to the walked directories, no link followed: a directory
     # swapped for a link mid-run cannot make the export read outside the source tree.
     try:
@@ -125,22 +120,6 @@ def _look(root: str, relative: str, path: str, multipart_threshold: int) -> _Fou
 
 def _failed(reason: str, code: ReasonCode, **kwargs) -> Outcome:
     return Outcome("failed", reason, reason_code=code, **kwargs)
-
-
-async def _unchanged(client, job: Job, key: str, item: Item) -> Outcome | None:
-    head = await client.head_object(Bucket=job.bucket.bucket, Key=key)
-    last_modified = int(head["LastModified"].timestamp() * 1e9)
-    stored, _ = restored_mtime(head.get("Metadata"), last_modified)
-    if not difference(
-        size=item.size,
-        mtime_ns=item.mtime_ns,
-        found_size=head.get("ContentLength"),
-        found_mtime_ns=stored,
-    ):
-        etag = strip_etag(head.get("ETag"))
-        code = ReasonCode.UNCHANGED
-        return Outcome("skipped", UNCHANGED, checksum=etag, action="skip", reason_code=code)
-    return None
 
 
 async def _put(

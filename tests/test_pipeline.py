@@ -140,3 +140,30 @@ def test_bandwidth_limiter_never_grants_faster_than_its_rate():
     started = time.monotonic()
     asyncio.run(take())
     assert time.monotonic() - started >= 0.4  # 500 kB at 1 MB/s, the first grant immediate
+
+
+def test_same_size_entries_are_settled_by_a_check_step_before_any_copy(tmp_path, bucket, reports):
+    """The listing of a bucket has no mtimes: an entry of the same size is a `check`, settled by
+    a HEAD in a step of its own before copying, so the partitions only copy."""
+    src = tmp_path / "src"
+    tree(src, 4)
+    export_data(str(src), f"s3://{bucket}/c", report_dir=reports)
+    os.utime(src / "f001", ns=(1_700_000_000 * 10**9,) * 2)  # same size, another mtime
+    result = export_data(str(src), f"s3://{bucket}/c", report_dir=reports)
+    rows = manifest_rows(result)
+    assert rows["f001"]["status"] == "ok" and rows["f001"]["action"] == "copy"
+    assert rows["f001"]["partition"] == 0
+    for path in ("f000", "f002", "f003"):
+        row = rows[path]
+        assert (row["status"], row["action"], row["reason_code"]) == (
+            "skipped",
+            "skip",
+            "unchanged",
+        )
+        assert row["checksum"] and row["partition"] == -1  # the HEAD's ETag; never in a partition
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(flow_run_filter=flow_run_filter(result))
+    checks = [r for r in runs if r.name.startswith("check")]
+    partitions = [r for r in runs if r.name.startswith("partition-")]
+    assert len(checks) == 1 and len(partitions) == 1
+    assert checks[0].end_time <= partitions[0].start_time

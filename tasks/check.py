@@ -1,0 +1,100 @@
+"""The check step: entries the listings alone cannot settle (the same size on both sides, and no
+mtime or import state in the listings to compare) are settled by a HEAD of the object, before
+anything is copied. Each becomes a skip, unchanged, with the object's ETag and stored mtime, or a
+copy; an entry whose HEAD keeps failing is copied (copying the same bytes again is harmless).
+
+Import also looks at the file, and records on an unchanged one which object it matches (the
+`user.ferry.state` attribute), so the next import needs no request to know it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import stat
+from collections.abc import Sequence
+from dataclasses import replace
+
+from tasks.beneath import off_loop
+from tasks.download import SafeDirectories, set_state
+from tasks.job import Job
+from tasks.listing import strip_etag
+from tasks.metadata import restored_mtime
+from tasks.plan import UNCHANGED, Item
+from tasks.retry import retrying
+from tasks.rows import Action, ReasonCode
+from tasks.run import RunState
+from tasks.sameness import difference
+
+
+async def check_items(client, job: Job, items: Sequence[Item], run: RunState) -> list[Item]:
+    """`items` (all `check`) settled as skips or copies, `concurrency` HEADs at a time. Items
+    not reached because the task was cancelled stay `check` (the apply step reports them)."""
+    dirs = SafeDirectories(job.directory.root)
+
+    async def one(item: Item) -> Item:
+        async with run.limits.objects():
+            if run.cancelled.is_set():
+                return item
+            try:
+                return await retrying(
+                    job.options.retries,
+                    lambda: _settle(client, job, item, dirs),
+                    f"HEAD of {item.path}",
+                )
+            except Exception:  # noqa: BLE001 - cannot tell: copying is the safe answer
+                return replace(item, action=Action.COPY)
+
+    return list(await asyncio.gather(*(one(i) for i in items)))
+
+
+async def _settle(client, job: Job, item: Item, dirs: SafeDirectories) -> Item:
+    key = job.bucket.key(item.path)
+    parent, _, name = item.path.rpartition("/")
+    found = None
+    if job.direction == "import":
+        found = await off_loop(_lstat, dirs, parent, name)
+        if found is None or not stat.S_ISREG(found.st_mode):
+            return replace(item, action=Action.COPY)
+    head = await client.head_object(Bucket=job.bucket.bucket, Key=key)
+    last_modified = head.get("LastModified")
+    stored, _ = restored_mtime(
+        head.get("Metadata"), int(last_modified.timestamp() * 1e9) if last_modified else None
+    )
+    etag = strip_etag(head.get("ETag"))
+    if job.direction == "import":
+        size, mtime = head.get("ContentLength"), stored
+        found_size, found_mtime = found.st_size, found.st_mtime_ns
+    else:
+        size, mtime = item.size, item.mtime_ns
+        found_size, found_mtime = head.get("ContentLength"), stored
+    if difference(size=size, mtime_ns=mtime, found_size=found_size, found_mtime_ns=found_mtime):
+        return replace(item, action=Action.COPY)
+    if job.direction == "import":
+        await off_loop(_remember, dirs, parent, name, etag, found.st_mtime_ns)
+    return replace(
+        item,
+        action=Action.SKIP,
+        reason=UNCHANGED,
+        reason_code=ReasonCode.UNCHANGED,
+        etag=etag,
+        mtime_ns=stored if job.direction == "import" else item.mtime_ns,
+    )
+
+
+def _lstat(dirs: SafeDirectories, parent: str, name: str) -> os.stat_result | None:
+    try:
+        with dirs.opened(parent) as dfd:
+            return os.stat(name, dir_fd=dfd, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+
+
+def _remember(dirs: SafeDirectories, parent: str, name: str, etag: str | None, mtime_ns: int):
+    with contextlib.suppress(OSError), dirs.opened(parent) as dfd:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
+        try:
+            set_state(fd, etag, mtime_ns)
+        finally:
+            os.close(fd)
