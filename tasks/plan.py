@@ -1,7 +1,8 @@
 """Plan a transfer: join the source and destination listings and decide an action per entry.
 
 Pure: no I/O. Actions are `copy`, `mkdir` (a directory, or its marker object), `check` (same size:
-the store must be asked for the object's stored mtime before deciding), `skip` and `reject`; a
+the store must be asked for the object's stored mtime: the check step, `tasks.check`, does it
+before anything is copied), `skip` and `reject`; a
 skip or a reject carries its reason and the reason's code.
 """
 
