@@ -7,6 +7,7 @@ the first level of sub-prefixes is found with one delimited request, then each i
 from __future__ import annotations
 
 import asyncio
+import errno
 import fnmatch
 import os
 import stat
@@ -115,6 +116,12 @@ def list_directory(
             except FileNotFoundError:
                 continue  # gone between readdir and stat: it is not part of the tree
             kind = kind_of(st.st_mode)
+            link_target = None
+            if kind == "symlink":
+                try:
+                    st, kind, link_target = _as_link(child.path, st)
+                except FileNotFoundError:
+                    continue  # gone since it was listed
             if kind == "dir":
                 stack.append((relative, child.path))
                 continue
@@ -124,12 +131,25 @@ def list_directory(
                     kind=kind,
                     size=st.st_size if kind == "file" else 0,
                     mtime_ns=st.st_mtime_ns,
-                    link_target=os.readlink(child.path) if kind == "symlink" else None,
+                    link_target=link_target,
                     state=_read_state(child.path) if read_state and kind == "file" else None,
                 )
             )
     entries.sort(key=lambda e: e.path)
     return entries
+
+
+def _as_link(path: str, st: os.stat_result) -> tuple[os.stat_result, str, str | None]:
+    """A link's stat, kind and target. A link swapped for something else between the stat and
+    the readlink (readlink then says EINVAL) is listed as what it has become."""
+    try:
+        return st, "symlink", os.readlink(path)
+    except OSError as exc:
+        if exc.errno != errno.EINVAL:
+            raise
+    st = os.stat(path, follow_symlinks=False)
+    kind = kind_of(st.st_mode)
+    return st, kind, os.readlink(path) if kind == "symlink" else None
 
 
 #: Import writes `<dir>/.ferry-<hex>.part`, holding an exclusive flock on it while it writes.

@@ -41,3 +41,20 @@ def test_filter_rejects_empty_patterns():
 
     with pytest.raises(UsageError, match="empty include/exclude pattern"):
         Filter([""], None)
+
+
+def test_a_link_swapped_for_a_directory_after_its_stat_is_listed_as_what_it_became(tmp_path):
+    """The stat said "link"; by the readlink it is a directory (readlink fails with EINVAL, as
+    another process swapping them makes it do): listing takes it as a directory, not a crash."""
+    import os
+
+    from tasks.listing import _as_link
+
+    path = tmp_path / "x"
+    path.symlink_to(tmp_path)
+    st = os.stat(path, follow_symlinks=False)
+    assert _as_link(str(path), st)[1:] == ("symlink", str(tmp_path))
+    path.unlink()
+    path.mkdir()
+    found, kind, target = _as_link(str(path), st)
+    assert (kind, target) == ("dir", None) and found.st_ino == os.stat(path).st_ino
