@@ -19,6 +19,9 @@ _WHERE = {
     "verify_data": "flows.verify",
     "stream_export": "flows.stream_tasks",
     "stream_import": "flows.stream_tasks",
+    # every option of every job, defined once; and a manifest row
+    "Options": "tasks.options",
+    "ManifestRow": "tasks.rows",
     # the failures a caller can catch (FerryError is the base of them all)
     "FerryError": "tasks.errors",
     "UsageError": "tasks.errors",
@@ -42,6 +45,8 @@ __all__ = [
     "DestinationUnusable",
     "EntriesFailed",
     "FerryError",
+    "ManifestRow",
+    "Options",
     "SourceMissing",
     "StoreUnreachable",
     "TaskCancelled",
@@ -75,6 +80,8 @@ if TYPE_CHECKING:
         StreamError,
         UsageError,
     )
+    from tasks.options import Options
+    from tasks.rows import ManifestRow
 
 
 def __getattr__(name: str):
