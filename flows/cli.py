@@ -28,7 +28,7 @@ from pydantic import Field, TypeAdapter, ValidationError
 from flows.console import Console
 from flows.exit_codes import EXIT_CANNOT_RUN, EXIT_OK, EXIT_UNEXPECTED
 from tasks.errors import UsageError
-from tasks.options import ENDPOINTS, KEYWORD_ENDPOINTS, Options, cli_of, parse_size
+from tasks.options import ENDPOINTS, KEYWORD_ENDPOINTS, Cli, Options, cli_of, parse_size
 
 JOBS = ("export", "import", "verify", "convert")
 JOB_HELP = {
@@ -99,6 +99,15 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+def _cli(name: str, field) -> Cli | None:
+    """How the option is spelled on the command line when not as its own name: its `Cli`
+    marker, or `--no-NAME` for a switch that is on unless turned off."""
+    cli = cli_of(field)
+    if cli is None and field.annotation is bool and field.default is True:
+        return Cli(_flag(f"no_{name}"), negate=True)
+    return cli
+
+
 def _cli_parameters(job: str) -> list[inspect.Parameter]:
     """The command line's parameters for `job`: its endpoints, then a flag per option."""
     parameters = []
@@ -120,7 +129,7 @@ def _cli_parameters(job: str) -> list[inspect.Parameter]:
         )
     for name in Options.of(job):
         field = Options.model_fields[name]
-        cli = cli_of(field)
+        cli = _cli(name, field)
         flag = cli.flag if cli else _flag(name)
         text = cli.help if cli and cli.help else field.description
         if cli and cli.negate or field.annotation is bool:
@@ -189,7 +198,7 @@ def flow_parameters(job: str, given: dict[str, Any]) -> dict[str, Any]:
     }
     for name in Options.of(job):
         field = Options.model_fields[name]
-        cli = cli_of(field)
+        cli = _cli(name, field)
         flag = cli.flag if cli else _flag(name)
         value = given.get(name)
         if cli and cli.negate:

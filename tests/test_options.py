@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 import flows
 from flows.streams import stream_task
-from tasks.options import ENDPOINTS, Options, cli_of, jobs_of
+from tasks.options import ENDPOINTS, Options, jobs_of
 
 FLOWS = {
     "export": flows.export_data,
@@ -67,12 +67,18 @@ def test_the_model_is_frozen_and_checks_bounds_once():
         Options(concurency=4)
 
 
-@pytest.mark.parametrize("job", ["export", "import", "verify", "convert"])
-def test_the_command_has_a_flag_for_every_option_of_its_job(job):
-    shown = ferry(job, "--help")
+@pytest.mark.parametrize(
+    ("job", "command"),
+    [(job, [job]) for job in ("export", "import", "verify", "convert")]
+    + [("stream-task", ["stream", "run"])],
+)
+def test_the_command_has_a_flag_for_every_option_of_its_job(job, command):
+    from flows.cli import _cli
+
+    shown = ferry(*command, "--help")
     assert shown.returncode == 0, shown.stderr
     for name in Options.of(job):
-        cli = cli_of(Options.model_fields[name])
+        cli = _cli(name, Options.model_fields[name])
         flag = cli.flag if cli else "--" + name.replace("_", "-")
         assert flag in shown.stdout, (job, flag)
 
@@ -96,3 +102,12 @@ def test_a_wrong_command_line_is_one_line_with_exit_2(args, fragment):
     assert len(lines) == 1 and lines[0].startswith("ferry: error: "), proc.stderr
     assert fragment in lines[0]
     assert "╭" not in proc.stderr  # cyclopts' boxes are not shown
+
+
+def test_a_switch_that_is_on_by_default_gets_a_no_flag_that_turns_it_off():
+    from flows.cli import _cli, flow_parameters
+
+    assert _cli("watch", Options.model_fields["watch"]).flag == "--no-watch"
+    given = {"source_dir": "/data", "destination": "s3://b/p", "watch": True}
+    assert flow_parameters("stream-export", given)["watch"] is False
+    assert "watch" not in flow_parameters("stream-export", {**given, "watch": False})
