@@ -712,7 +712,6 @@ def demo_command(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from flows.result import EntriesFailed, TaskCancelled
     from tasks.errors import FerryError
 
     tokens = list(sys.argv[1:] if argv is None else argv)
@@ -730,11 +729,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CycloptsError as exc:
         print(f"ferry: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_CANNOT_RUN
-    except (TaskCancelled, EntriesFailed) as exc:  # the run ended Cancelled / Failed
-        as_json = "--json" in tokens
-        Console().summary(exc.result, as_json=as_json)
-        return exc.result.exit_code
     except FerryError as exc:
+        result = getattr(exc, "result", None)
+        if result is not None:  # TaskCancelled, EntriesFailed: the run ended Cancelled / Failed
+            Console().summary(result, as_json="--json" in tokens)
+            return result.exit_code
         print(f"ferry: error: {exc}", file=sys.stderr)
         return EXIT_CANNOT_RUN
     except KeyboardInterrupt:

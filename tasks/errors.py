@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import socket
+import sys
 
 from botocore.exceptions import (
     BotoCoreError,
@@ -20,11 +21,6 @@ from botocore.exceptions import (
     NoCredentialsError,
     ReadTimeoutError,
 )
-
-try:  # aiohttp is what aiobotocore speaks HTTP with
-    from aiohttp import ClientConnectionError, ClientPayloadError
-except ImportError:  # pragma: no cover - aiohttp always comes with aiobotocore
-    ClientConnectionError = ClientPayloadError = ConnectionError
 
 from tasks.rows import ReasonCode
 
@@ -139,17 +135,24 @@ def is_transient(exc: BaseException) -> bool:
         return status >= 500 or status == 429 or error_code(exc) in TRANSIENT_CODES
     if isinstance(exc, ConnectionError):  # reset, refused, broken pipe, a damaged part
         return True
-    return isinstance(
+    if isinstance(
         exc,
         EndpointConnectionError
         | ConnectionClosedError
         | ReadTimeoutError
-        | ClientConnectionError
-        | ClientPayloadError
         | asyncio.TimeoutError
         | socket.timeout
         | asyncio.IncompleteReadError,
-    )
+    ):
+        return True
+    return isinstance(exc, _aiohttp_errors("ClientConnectionError", "ClientPayloadError"))
+
+
+def _aiohttp_errors(*names: str) -> tuple[type[BaseException], ...]:
+    """aiohttp's error classes (what aiobotocore speaks HTTP with), when it is loaded: it is by
+    the time a transfer fails, and the command line does not pay its import to answer --help."""
+    aiohttp = sys.modules.get("aiohttp")
+    return tuple(getattr(aiohttp, n) for n in names) if aiohttp is not None else ()
 
 
 def describe(exc: BaseException) -> str:
@@ -238,7 +241,12 @@ def task_error(exc: BaseException, *, where: str) -> FerryError:
     }:
         detail = f" ({code})" if code else ""
         return AccessDenied(f"access denied{detail}; check the credentials for", where=where)
-    if isinstance(exc, EndpointConnectionError | ClientConnectionError | ConnectionError):
+    unreachable = (
+        EndpointConnectionError,
+        ConnectionError,
+        *_aiohttp_errors("ClientConnectionError"),
+    )
+    if isinstance(exc, unreachable):
         url = getattr(exc, "kwargs", {}).get("endpoint_url")
         at = f" at {endpoint_of(url)}" if url else ""
         return StoreUnreachable(f"cannot reach the S3 endpoint{at} for", where=where)

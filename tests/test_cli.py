@@ -533,3 +533,23 @@ def test_ferry_demo_without_the_emulator_says_how_to_get_it(tmp_path):
         "ferry: error: ferry demo runs on moto's S3 server, which is not installed: "
         "pip install 'ferry[demo]' (from a clone, `uv run ferry demo` has it)"
     )
+
+
+def test_the_command_line_answers_help_and_bad_arguments_without_loading_the_engine():
+    """`ferry --help` and a wrong flag need neither Prefect nor the S3 stack nor pandas: they
+    answer from the options model alone."""
+    probe = (
+        "import sys, contextlib, io\n"
+        "from flows.cli import main\n"
+        "out, err = io.StringIO(), io.StringIO()\n"
+        "with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):\n"
+        "    main(['export', '--help'])\n"
+        "    main(['export', '/tmp', 's3://b-x/y', '--retries', '0'])\n"
+        "heavy = ('prefect', 'pandas', 'pyarrow', 's3fs', 'aiobotocore', 'aiohttp')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"

@@ -153,3 +153,13 @@ def test_attempts_count_the_retries_of_a_part_and_of_a_byte_range(
     row = manifest_rows(back)["big"]
     assert row["status"] == "ok" and row["attempts"] == 2
     assert (tmp_path / "back" / "big").read_bytes() == (src / "big").read_bytes()
+
+
+def test_a_dropped_connection_seen_by_aiohttp_is_transient():
+    import aiohttp
+
+    from tasks.errors import is_transient
+
+    assert is_transient(aiohttp.ServerDisconnectedError())
+    assert is_transient(aiohttp.ClientPayloadError("response payload is not completed"))
+    assert not is_transient(ValueError("a bug"))
