@@ -265,8 +265,8 @@ def preflight(job: str, parameters: dict[str, Any]) -> None:
     with one line, not after the API has started. Raises FerryError."""
     from tasks.endpoints import BucketPrefix, Directory, parse_endpoint, transfer_endpoints
     from tasks.listing import Filter
-    from tasks.manifest import check_report_dir
     from tasks.preflight import check_bucket, check_directory, check_metadata_url
+    from tasks.report_dir import check_report_dir
 
     options = Options(**{k: v for k, v in parameters.items() if k in Options.model_fields})
     check_report_dir(options.report_dir)

@@ -174,10 +174,12 @@ NOT_USED = {
 def check_storage_options(options: dict[str, Any] | None, *, where: str) -> None:
     """A UsageError naming each storage option s3fs does not know, with the likely one meant, or
     that ferry's transfers would not apply."""
+    if not options:
+        return  # nothing to check, and no need to load s3fs to know it
     import difflib
 
     known = storage_option_names()
-    for name in sorted(options or {}):
+    for name in sorted(options):
         if name in NOT_USED:
             raise UsageError(
                 f"storage option {name!r} does not apply to ferry's transfers: {NOT_USED[name]}",

@@ -10,7 +10,6 @@ the merged `manifest.parquet`, and `summary.json`.
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
@@ -22,6 +21,9 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from tasks import rows as row_types
+from tasks.report_dir import check_report_dir as check_report_dir
+from tasks.report_dir import default_report_dir as default_report_dir
+from tasks.report_dir import local_report_root as local_report_root
 from tasks.rows import ROW_FIELDS, ManifestRow, declared
 
 #: 2: `reason_code` appended (version 1 had the columns before it, in the same order).
@@ -139,36 +141,3 @@ class ReportDir:
         with self.fs.open(path, "w") as f:
             json.dump(summary, f, indent=2, default=str)
         return path
-
-
-def default_report_dir() -> str:
-    return os.environ.get("FERRY_REPORT_DIR") or os.path.abspath("ferry-reports")
-
-
-def check_report_dir(url: str | None) -> str:
-    """Make sure reports can be written under `url` (default: `default_report_dir()`) before any
-    data moves: create it and write and remove a probe file. Returns the URL; raises
-    DestinationUnusable with one line saying why not."""
-    from tasks.errors import DestinationUnusable
-
-    url = url or default_report_dir()
-    try:
-        fs, root = fsspec.core.url_to_fs(url.rstrip("/"))
-        fs.makedirs(root, exist_ok=True)
-        probe = f"{root}/_ferry-probe-{uuid.uuid4().hex[:8]}"
-        fs.pipe_file(probe, b"")
-        fs.rm_file(probe)
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        if isinstance(exc, FileExistsError | NotADirectoryError):
-            reason = "a file is in the way"
-        raise DestinationUnusable(
-            f"cannot write reports in the report directory ({reason})", where=url
-        ) from None
-    return url
-
-
-def local_report_root(url: str | None) -> str | None:
-    """The absolute local path of a report directory, or None when it is a remote URL."""
-    fs, root = fsspec.core.url_to_fs((url or default_report_dir()).rstrip("/"))
-    return os.path.abspath(root) if "file" in fs.protocol else None

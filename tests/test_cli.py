@@ -536,8 +536,8 @@ def test_ferry_demo_without_the_emulator_says_how_to_get_it(tmp_path):
 
 
 def test_the_command_line_answers_help_and_bad_arguments_without_loading_the_engine():
-    """`ferry --help` and a wrong flag need neither Prefect nor the S3 stack nor pandas: they
-    answer from the options model alone."""
+    """`ferry --help`, a wrong flag and a missing source directory need neither Prefect nor the S3
+    stack nor pandas: they answer from the options model and the file system alone."""
     probe = (
         "import sys, contextlib, io\n"
         "from flows.cli import main\n"
@@ -545,6 +545,7 @@ def test_the_command_line_answers_help_and_bad_arguments_without_loading_the_eng
         "with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):\n"
         "    main(['export', '--help'])\n"
         "    main(['export', '/tmp', 's3://b-x/y', '--retries', '0'])\n"
+        "    main(['export', '/no/such/dir', 's3://b-x/y'])\n"
         "heavy = ('prefect', 'pandas', 'pyarrow', 's3fs', 'aiobotocore', 'aiohttp')\n"
         "print(sorted(m for m in heavy if m in sys.modules))\n"
     )
