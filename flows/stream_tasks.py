@@ -153,6 +153,7 @@ class _Session:
                 :PROBLEMS_SHOWN
             ],
         )
+        failed: set[str] = set()
         if work:
             batch = Partition(self.batches, tuple(work))
             done = apply_step(self.job, batch, self.report, self.run)

@@ -98,12 +98,29 @@ async def off_loop(call, *args, finish_on_cancel: bool = False, discard=None):
     try:
         return await asyncio.shield(future)
     except asyncio.CancelledError:
-        try:
-            result = await future
-        except Exception:  # noqa: BLE001 - the cancellation is what the caller must see
-            raise asyncio.CancelledError from None
+        while not future.done():  # a second cancellation must not leave the thread behind
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(future)
+        if future.exception() is not None:
+            raise asyncio.CancelledError from None  # the cancellation is what the caller sees
         if finish_on_cancel:
-            return result
+            return future.result()
         if discard is not None:
-            discard(result)
+            discard(future.result())
+        raise
+
+
+async def all_or_none(*awaitables):
+    """`asyncio.gather` of the awaitables, except that when one fails the others are cancelled
+    and waited for before the error goes on: none is left writing to (or reading from) a
+    descriptor the caller is about to close."""
+    import asyncio
+
+    tasks = [asyncio.ensure_future(a) for a in awaitables]
+    try:
+        return await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         raise

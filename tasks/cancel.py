@@ -43,6 +43,8 @@ class Watch:
                 if state is not None and state.type.value in ("CANCELLING", "CANCELLED"):
                     self.event.set()
                     return
+                if state is not None and state.is_final():
+                    return  # over: nothing left to cancel
 
     def __exit__(self, *exc) -> None:
         self._stop.set()

@@ -16,7 +16,7 @@ import stat
 from collections.abc import Sequence
 from dataclasses import replace
 
-from tasks.beneath import off_loop
+from tasks.beneath import off_loop, opened_dir
 from tasks.download import SafeDirectories, set_state
 from tasks.job import Job
 from tasks.listing import strip_etag
@@ -71,7 +71,7 @@ async def _settle(client, job: Job, item: Item, dirs: SafeDirectories) -> Item:
         found_size, found_mtime = head.get("ContentLength"), stored
     if difference(size=size, mtime_ns=mtime, found_size=found_size, found_mtime_ns=found_mtime):
         return replace(item, action=Action.COPY)
-    if job.direction == "import":
+    if job.direction == "import" and not job.options.dry_run:
         await off_loop(_remember, dirs, parent, name, etag, found.st_mtime_ns)
     return replace(
         item,
@@ -85,14 +85,14 @@ async def _settle(client, job: Job, item: Item, dirs: SafeDirectories) -> Item:
 
 def _lstat(dirs: SafeDirectories, parent: str, name: str) -> os.stat_result | None:
     try:
-        with dirs.opened(parent) as dfd:
+        with opened_dir(dirs.root, parent) as dfd:  # never creates: a check writes nothing
             return os.stat(name, dir_fd=dfd, follow_symlinks=False)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return None
 
 
 def _remember(dirs: SafeDirectories, parent: str, name: str, etag: str | None, mtime_ns: int):
-    with contextlib.suppress(OSError), dirs.opened(parent) as dfd:
+    with contextlib.suppress(OSError), opened_dir(dirs.root, parent) as dfd:
         fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
         try:
             set_state(fd, etag, mtime_ns)

@@ -15,7 +15,7 @@ import math
 import os
 import stat
 
-from tasks.beneath import OutsideTree, off_loop, open_dir, opened_dir
+from tasks.beneath import OutsideTree, all_or_none, off_loop, open_dir, opened_dir
 from tasks.job import Job
 from tasks.limits import TaskLimits
 from tasks.listing import STATE_XATTR, hold, strip_etag, temporary_name
@@ -135,7 +135,13 @@ async def _download(client, job, limits, bucket, key, item, dfd: int, name: str)
     then rename it into place: every step relative to the directory's descriptor, no link
     followed."""
     temporary = temporary_name()
-    fd = await off_loop(_create, temporary, TEMPORARY_FLAGS, dfd, discard=os.close)
+
+    def discard(fd: int) -> None:  # cancelled as it was created: leave nothing behind
+        os.close(fd)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary, dir_fd=dfd)
+
+    fd = await off_loop(_create, temporary, TEMPORARY_FLAGS, dfd, discard=discard)
     try:
         response = await _ranged(client, job, limits, bucket, key, item, fd)
         mtime, _ = restored_mtime(response.get("Metadata"), _last_modified_ns(response))
@@ -220,7 +226,7 @@ async def _ranged(client, job: Job, limits: TaskLimits, bucket: str, key: str, i
         async with limits.parts():
             await retrying(job.options.retries, rest, f"bytes {start}-{end} of {key}")
 
-    await asyncio.gather(
+    await all_or_none(
         *(fetch(start, min(start + span, size) - 1) for start in range(0, size, span))
     )
     return first[0]

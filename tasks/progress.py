@@ -31,9 +31,10 @@ class Observer:
             self._runs.append(run)
 
     def cancel_all(self) -> bool:
-        """Cancel every run attached so far; False when none has started yet."""
+        """Cancel every run attached that is still copying; False when there is none (before
+        the copy starts, or after it ends: a Ctrl-C then interrupts at once)."""
         with self._lock:
-            runs = list(self._runs)
+            runs = [r for r in self._runs if not r.finished]
         for run in runs:
             run.cancel()
         return bool(runs)

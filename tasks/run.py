@@ -10,6 +10,9 @@ then applies per process), a watch on the same flow run for cancellation, and no
 
 from __future__ import annotations
 
+import threading
+import weakref
+
 from tasks import progress
 from tasks.cancel import Watch
 from tasks.limits import MB, Bandwidth, TaskLimits
@@ -39,6 +42,7 @@ class RunState:
         self._watch = Watch(task_id)
         self.cancelled = self._watch.event
         self.listener = listener
+        self.finished = False  # its copying is over (what follows is verify and report)
 
     @classmethod
     def of(cls, job) -> RunState:
@@ -61,6 +65,7 @@ class RunState:
 
     def __exit__(self, *exc) -> None:
         self._watch.__exit__(*exc)
+        self.finished = True
 
     def cancel(self) -> None:
         """Cancel the task here (Ctrl-C of the command that runs it), as Cancel in the UI does."""
@@ -80,9 +85,20 @@ class RunState:
     def __setstate__(self, state: dict) -> None:
         task_id = state.pop("task_id")
         self.__init__(task_id, **state)
-        # this process learns of a cancellation by itself (a daemon thread, polling the API
-        # until the object is collected or the process ends)
-        self._watch.__enter__()
+        # every partition of the task this process runs shares one cap, one set of slots and
+        # one watch (each arrives unpickled on its own): the first to arrive sets them up
+        with _arrived_lock:
+            first = _arrived.get(task_id)
+            if first is None:
+                _arrived[task_id] = self
+                # this process learns of a cancellation by itself (a daemon thread, polling the
+                # API until the flow run is cancelled or over)
+                self._watch.__enter__()
+                return
+        self.limits, self._watch, self.cancelled = first.limits, first._watch, first.cancelled
 
-    def __del__(self) -> None:
-        self._watch._stop.set()
+
+#: The run states that arrived in this process from another (weakly held, by task id), so the
+#: partitions of one task that run here share them; a flow's own process never uses it.
+_arrived: weakref.WeakValueDictionary[str, RunState] = weakref.WeakValueDictionary()
+_arrived_lock = threading.Lock()

@@ -20,7 +20,7 @@ import stat
 import zlib
 from dataclasses import dataclass
 
-from tasks.beneath import off_loop, open_file, opened_dir, opened_dir_at
+from tasks.beneath import all_or_none, off_loop, open_file, opened_dir, opened_dir_at
 from tasks.errors import FileChanged, PartDamaged
 from tasks.job import Job
 from tasks.limits import TaskLimits
@@ -208,7 +208,7 @@ async def _upload_multipart(
                 return part, digest
 
         offsets = range(0, size, part_size)
-        results = await asyncio.gather(*(send(n + 1, off) for n, off in enumerate(offsets)))
+        results = await all_or_none(*(send(n + 1, off) for n, off in enumerate(offsets)))
         after = os.fstat(fd)
         if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns):
             raise FileChanged(f"file changed while being read ({path})")

@@ -214,3 +214,29 @@ def test_an_archived_object_is_rejected_with_its_code(tmp_path, bucket, s3_clien
     assert (rows["cold"]["status"], rows["cold"]["reason_code"]) == ("rejected", "archived")
     assert "restore it first" in rows["cold"]["reason"]
     assert rows["warm"]["status"] == "ok"
+
+
+def test_a_dry_run_import_writes_nothing_at_the_destination_not_even_its_records(
+    tmp_path, bucket, s3_client, reports
+):
+    """The check step of a dry run asks the store, but records nothing on the files (no xattr)
+    and creates no directory."""
+    import os
+
+    from tasks.listing import STATE_XATTR
+    from tasks.metadata import mtime_metadata
+
+    dest = tmp_path / "d"
+    (dest / "a").mkdir(parents=True)
+    (dest / "a" / "same").write_bytes(b"abc")
+    mtime = os.stat(dest / "a" / "same").st_mtime_ns
+    s3_client.put_object(
+        Bucket=bucket, Key="dr/a/same", Body=b"abc", Metadata=mtime_metadata(mtime)
+    )
+    s3_client.put_object(Bucket=bucket, Key="dr/b/new", Body=b"n")
+    result = import_data(f"s3://{bucket}/dr", str(dest), dry_run=True, report_dir=reports)
+    rows = manifest_rows(result)
+    assert rows["a/same"]["reason_code"] == "unchanged"  # the check ran
+    assert rows["b/new"]["reason_code"] == "dry_run"
+    assert STATE_XATTR not in os.listxattr(dest / "a" / "same")
+    assert sorted(os.listdir(dest)) == ["a"]

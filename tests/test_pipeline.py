@@ -115,7 +115,8 @@ def test_progress_events_reach_a_listener(tmp_path, bucket, reports):
 
 def test_a_run_state_sent_to_another_process_brings_its_own_limits_and_watch():
     """Partitions may run in other processes: what a run shares travels as its settings, and a
-    process that receives it gets a cap, slots and a cancellation flag of its own."""
+    process that receives it gets a cap, slots and a cancellation flag of its own, shared by the
+    task's partitions there."""
     import pickle
 
     from tasks.run import RunState
@@ -128,6 +129,10 @@ def test_a_run_state_sent_to_another_process_brings_its_own_limits_and_watch():
     assert copy.limits.bandwidth.rate == 5_000_000
     assert copy.limits is not run.limits and copy.limits.done() == (0, 0)
     assert not copy.cancelled.is_set() and copy.listener is None
+    # the task's other partitions that arrive in that process share what the first set up
+    other = pickle.loads(pickle.dumps(run))
+    assert other.limits is copy.limits and other.cancelled is copy.cancelled
+    assert other.listener is None
 
 
 def test_bandwidth_limiter_never_grants_faster_than_its_rate():

@@ -10,6 +10,7 @@ import time
 
 import pandas as pd
 import pytest
+from conftest import manifest_rows
 from prefect.client.orchestration import get_client
 from prefect.states import Cancelling
 
@@ -298,3 +299,30 @@ def test_the_polling_watcher_takes_a_file_once_it_stops_changing(tmp_path):
     assert pending.ready(time.monotonic() + 20) == [str(growing)]
     watcher.poll(0.01)
     assert pending.ready(time.monotonic() + 30) == []  # each file is taken once
+
+
+def test_a_stream_import_over_files_of_the_same_size_settles_them_by_head(
+    tmp_path, bucket, s3_client
+):
+    """A file already there, of the object's size but with no record of which object it is (no
+    xattr state): the check step settles it (unchanged: skipped) and the batch, with nothing to
+    copy, ends without error."""
+    import os
+
+    from tasks.metadata import mtime_metadata
+
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (dest / "same").write_bytes(b"abc")
+    mtime = os.stat(dest / "same").st_mtime_ns
+    s3_client.put_object(Bucket=bucket, Key="s/same", Body=b"abc", Metadata=mtime_metadata(mtime))
+    result = stream_import(
+        source=f"s3://{bucket}/s",
+        destination_dir=str(dest),
+        interval_seconds=0.2,
+        idle_timeout=1,
+        report_dir=str(tmp_path / "r"),
+    )
+    rows = manifest_rows(result)
+    assert result.ok and rows["same"]["status"] == "skipped"
+    assert rows["same"]["reason_code"] == "unchanged"
