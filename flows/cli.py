@@ -696,6 +696,54 @@ def serve_command(*, verbose: Verbose = False) -> int:
     return EXIT_OK
 
 
+server = App(
+    name="server",
+    help="ferry's local Prefect server, used when no PREFECT_API_URL is set",
+    help_on_error=False,
+)
+app.command(server)
+
+
+@server.command(name="start")
+def server_start(*, verbose: Verbose = False) -> int:
+    """start it in the background (commands start it themselves when they need it)"""
+    from flows import local_server
+
+    found = local_server.running()
+    if found is None:
+        with Console().err.status("Starting ferry's local Prefect server (20-30 s)..."):
+            found, _ = local_server.start()
+    print(f"ferry's local Prefect server is running: UI {found.ui_url}, API {found.api_url}")
+    return EXIT_OK
+
+
+@server.command(name="status")
+def server_status(*, verbose: Verbose = False) -> int:
+    """whether it runs, and where (exit 1 when it does not)"""
+    from flows import local_server
+
+    found = local_server.running()
+    if found is None:
+        print("ferry's local Prefect server is not running")
+        return 1
+    print(f"ferry's local Prefect server is running: UI {found.ui_url}, API {found.api_url}")
+    return EXIT_OK
+
+
+@server.command(name="stop")
+def server_stop(*, verbose: Verbose = False) -> int:
+    """stop it (the runs it recorded are kept for the next start)"""
+    from flows import local_server
+
+    found = local_server.stop()
+    print(
+        f"stopped ferry's local Prefect server ({found.ui_url})"
+        if found
+        else "ferry's local Prefect server was not running"
+    )
+    return EXIT_OK
+
+
 @app.command(name="demo")
 def demo_command(
     *,
@@ -771,15 +819,21 @@ def _warn_plain_secrets(**sides) -> None:
 
 
 def _need_a_server() -> None:
-    """Serving needs a real Prefect server: the temporary local API has no scheduler, and it
-    would vanish with this process."""
+    """Serving needs a running Prefect server (with its scheduler): PREFECT_API_URL's, or ferry's
+    local one when it runs; serving never starts one unasked."""
+    from flows import local_server
     from flows.local_api import needs_local_api
 
-    if needs_local_api():
+    if not needs_local_api():
+        return
+    server = local_server.running()
+    if server is None:
         raise UsageError(
-            "ferry serve needs a running Prefect server: start one with `prefect server start` "
-            "and set PREFECT_API_URL=http://127.0.0.1:4200/api"
+            "ferry serve needs a running Prefect server: `ferry server start` starts ferry's "
+            "own; or start one with `prefect server start` and set "
+            "PREFECT_API_URL=http://127.0.0.1:4200/api"
         )
+    local_server.use(server)
 
 
 if __name__ == "__main__":

@@ -21,16 +21,28 @@ class Console:
         self.err = RichConsole(stderr=True)
 
     def waiting_for_prefect(self):
-        """Start Prefect's temporary local API up front, saying so, when no API is configured."""
-        from flows.local_api import needs_local_api, start_local_api
+        """With no PREFECT_API_URL, use ferry's local Prefect server (`flows.local_server`),
+        starting it in the background the first time, saying so."""
+        from flows import local_server
+        from flows.local_api import needs_local_api
 
         if not needs_local_api():
             return
-        with self.err.status(
-            "Starting Prefect's temporary local API (20-30 s on small machines; "
-            "set PREFECT_API_URL to use a running server)..."
-        ):
-            start_local_api()
+        server = local_server.running()
+        if server is None:
+            with self.err.status(
+                "Starting ferry's local Prefect server, once: later commands reuse it "
+                "(20-30 s on small machines)..."
+            ):
+                server, started = local_server.start()
+            if started:
+                self.err.print(
+                    f"ferry: started a local Prefect server; its UI is at {server.ui_url} "
+                    "(`ferry server stop` stops it)",
+                    highlight=False,
+                    soft_wrap=True,
+                )
+        local_server.use(server)
 
     def run(self, title: str, call: Callable[[], Any]) -> Any:
         from rich.progress import (

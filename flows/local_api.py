@@ -19,6 +19,9 @@ def prefect_defaults(console_level: str | None = None) -> None:
 
 
 def needs_local_api() -> bool:
+    """No Prefect API is configured (by the environment or a Prefect profile)."""
+    if os.environ.get("PREFECT_API_URL"):
+        return False
     from prefect.settings import PREFECT_API_URL
 
     return not PREFECT_API_URL.value()
