@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 
 import boto3
@@ -14,6 +15,17 @@ from flows.local_s3 import DEMO_CREDENTIALS, local_s3
 prefect_defaults()
 # No test may look for credentials on a cloud metadata address.
 os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+# A command a test runs with no PREFECT_API_URL starts ferry's local Prefect server: it lives in a
+# folder of this session's, and is stopped when the session ends (never the user's own).
+os.environ["FERRY_HOME"] = tempfile.mkdtemp(prefix="ferry-home-")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stop_ferry_local_server():
+    yield
+    from flows import local_server
+
+    local_server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -489,8 +489,9 @@ def test_a_missing_credentials_block_is_one_line(tmp_path, bucket):
     assert_one_line_error(proc, "no ferry-s3-credentials block of this name", "nope")
 
 
-def test_serve_without_a_prefect_server_is_one_line():
+def test_serve_without_a_prefect_server_is_one_line(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
+    env["FERRY_HOME"] = str(tmp_path / "no-server-here")
     proc = subprocess.run(
         [sys.executable, "-m", "flows.cli", "serve"],
         capture_output=True,
