@@ -36,8 +36,17 @@ JOB_HELP = {
     "import": "copy s3://bucket/prefix to a directory",
     "verify": "compare two trees (like rclone check)",
     "convert": "turn a flat bucket into a hierarchical namespace (metadata only, irreversible)",
+    "stream-task": "start a task on the stream's settings: a batch import or export, or a "
+    "stream-import / stream-export that runs until stopped",
 }
-METAVARS = {"source": "SRC", "destination": "DST", "bucket_url": "BUCKET", "metadata": "URL"}
+METAVARS = {
+    "source": "SRC",
+    "destination": "DST",
+    "bucket_url": "BUCKET",
+    "metadata": "URL",
+    "stream": "NAME",
+    "job": "JOB",
+}
 
 Verbose = Annotated[bool, Parameter(name=["--verbose", "-v"], help="show Prefect's log")]
 AsJson = Annotated[bool, Parameter(name="--json", help="print the result as JSON")]
@@ -601,34 +610,18 @@ for _verb, _text in (
     stream.command(_stream_verb(_verb, _text), name=_verb)
 
 
-def _stream_run(*args: Any, **kwargs: Any) -> int:
-    bound = _STREAM_RUN.bind(*args, **kwargs)
-    bound.apply_defaults()
-    given = dict(bound.arguments)
-    as_json = given.pop("json")
-    given.pop("verbose")
-    parameters = flow_parameters("stream-task", given)
+def _run_stream_task(job: str, parameters: dict[str, Any], flags: dict[str, Any]) -> int:
+    console = Console()
+    console.waiting_for_prefect()  # before Prefect is imported (see flows.local_server.use)
     from flows.streams import stream_task
 
-    console = Console()
-    console.waiting_for_prefect()
-    result = console.run(
-        f"{parameters['stream']} {parameters['job']}", lambda: stream_task(**parameters)
-    )
-    console.summary(result, as_json=as_json)
+    title = f"{parameters['stream']} {parameters['job']}"
+    result = console.run(title, lambda: stream_task(**parameters))
+    console.summary(result, as_json=flags["json"])
     return result.exit_code
 
 
-METAVARS.update(stream="NAME", job="JOB")
-JOB_HELP["stream-task"] = (
-    "start a task on the stream's settings: a batch import or export, or a stream-import / "
-    "stream-export that runs until stopped"
-)
-_STREAM_RUN = inspect.Signature(_cli_parameters("stream-task"), return_annotation=int)
-_stream_run.__signature__ = _STREAM_RUN  # type: ignore[attr-defined]
-_stream_run.__annotations__ = {p.name: p.annotation for p in _STREAM_RUN.parameters.values()}
-_stream_run.__doc__ = JOB_HELP["stream-task"]
-stream.command(_stream_run, name="run")
+stream.command(_job_command("stream-task", _run_stream_task), name="run")
 
 
 @stream.command(name="submit")
