@@ -247,6 +247,15 @@ def _job_app(run) -> App:
     return jobs
 
 
+#: The flow of each job command, by its name in `flows`.
+FLOWS = {
+    "export": "export_data",
+    "import": "import_data",
+    "verify": "verify_data",
+    "convert": "convert_to_hns",
+}
+
+
 def _run_job(job: str, parameters: dict[str, Any], flags: dict[str, Any]) -> int:
     """Check the endpoints (before Prefect starts), then run the job's flow with a progress bar,
     and print its summary."""
@@ -257,12 +266,8 @@ def _run_job(job: str, parameters: dict[str, Any], flags: dict[str, Any]) -> int
     _warn_plain_secrets(**{k: v for k, v in parameters.items() if k.endswith("options")})
     import flows
 
-    flow = {
-        "export": flows.export_data,
-        "import": flows.import_data,
-        "verify": flows.verify_data,
-        "convert": flows.convert_to_hns,
-    }[job]
+    # only this job's flow is loaded (conversion's brings SQLAlchemy, for one)
+    flow = getattr(flows, FLOWS[job])
     console.waiting_for_prefect()
     result = console.run(job, lambda: flow(**parameters))
     console.summary(result, as_json=flags["json"])

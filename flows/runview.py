@@ -147,5 +147,10 @@ class Progress:
             run_logger().debug("progress update failed: %s", exc)
 
     def _run(self) -> None:
-        while not self._stop.wait(PROGRESS_EVERY):
-            self.update()
+        from prefect.context import SyncClientContext
+
+        # one client for every update: made per update (this thread has no client context),
+        # each would cost a TLS context and a connection
+        with SyncClientContext():
+            while not self._stop.wait(PROGRESS_EVERY):
+                self.update()

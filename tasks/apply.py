@@ -147,22 +147,19 @@ async def _abandoned(client, job: Job, item: Item) -> Outcome:
     it did land, whole (a PUT is atomic): a HEAD tells, so the row never says otherwise."""
     if job.direction != "export" or item.kind not in ("file", "symlink", "special"):
         return _cancelled(CANCELLED_IN_FLIGHT)
-    from tasks.listing import strip_etag
     from tasks.metadata import restored_mtime
     from tasks.sameness import difference
 
     try:
-        head = await asyncio.wait_for(
-            client.head_object(Bucket=job.bucket.bucket, Key=job.bucket.key(item.path)), 10
-        )
+        head = await asyncio.wait_for(client.data.head(job.bucket.key(item.path)), 10)
     except Exception:  # noqa: BLE001 - not there (or not knowable): it did not land
         return _cancelled(CANCELLED_IN_FLIGHT)
-    stored, _ = restored_mtime(head.get("Metadata"), None)
+    stored, _ = restored_mtime(head.metadata, None)
     size = item.size if item.kind == "file" else 0
     if difference(
         size=size,
         mtime_ns=item.mtime_ns,
-        found_size=head.get("ContentLength"),
+        found_size=head.size,
         found_mtime_ns=stored,
     ):
         return _cancelled(CANCELLED_IN_FLIGHT)
@@ -170,7 +167,7 @@ async def _abandoned(client, job: Job, item: Item) -> Outcome:
         Status.OK,
         LANDED_AS_CANCELLED,
         bytes=size,
-        checksum=strip_etag(head.get("ETag")),
+        checksum=head.etag,
         mtime_ns=stored,
         action=Action.COPY,
         reason_code=ReasonCode.LANDED_WHEN_CANCELLED,

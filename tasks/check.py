@@ -19,7 +19,6 @@ from dataclasses import replace
 from tasks.beneath import off_loop, opened_dir
 from tasks.download import SafeDirectories, set_state
 from tasks.job import Job
-from tasks.listing import strip_etag
 from tasks.metadata import restored_mtime
 from tasks.plan import UNCHANGED, Item
 from tasks.retry import retrying
@@ -57,18 +56,15 @@ async def _settle(client, job: Job, item: Item, dirs: SafeDirectories) -> Item:
         found = await off_loop(_lstat, dirs, parent, name)
         if found is None or not stat.S_ISREG(found.st_mode):
             return replace(item, action=Action.COPY)
-    head = await client.head_object(Bucket=job.bucket.bucket, Key=key)
-    last_modified = head.get("LastModified")
-    stored, _ = restored_mtime(
-        head.get("Metadata"), int(last_modified.timestamp() * 1e9) if last_modified else None
-    )
-    etag = strip_etag(head.get("ETag"))
+    head = await client.data.head(key)
+    stored, _ = restored_mtime(head.metadata, head.last_modified_ns)
+    etag = head.etag
     if job.direction == "import":
-        size, mtime = head.get("ContentLength"), stored
+        size, mtime = head.size, stored
         found_size, found_mtime = found.st_size, found.st_mtime_ns
     else:
         size, mtime = item.size, item.mtime_ns
-        found_size, found_mtime = head.get("ContentLength"), stored
+        found_size, found_mtime = head.size, stored
     if difference(size=size, mtime_ns=mtime, found_size=found_size, found_mtime_ns=found_mtime):
         return replace(item, action=Action.COPY)
     if job.direction == "import" and not job.options.dry_run:

@@ -18,7 +18,7 @@ import stat
 from tasks.beneath import OutsideTree, all_or_none, off_loop, open_dir, opened_dir
 from tasks.job import Job
 from tasks.limits import TaskLimits
-from tasks.listing import STATE_XATTR, hold, strip_etag, temporary_name
+from tasks.listing import STATE_XATTR, hold, temporary_name
 from tasks.metadata import restored_mtime
 from tasks.outcome import Outcome
 from tasks.plan import Item
@@ -51,11 +51,6 @@ class SafeDirectories:
         return open_dir(self.root, relative_dir, create=True)
 
 
-def _last_modified_ns(response) -> int | None:
-    value = response.get("LastModified")
-    return int(value.timestamp() * 1e9) if value is not None else None
-
-
 def set_state(fd: int, etag: str | None, mtime_ns: int) -> None:
     if not etag:
         return
@@ -66,33 +61,31 @@ def set_state(fd: int, etag: str | None, mtime_ns: int) -> None:
 async def import_item(
     client, job: Job, limits: TaskLimits, item: Item, dirs: SafeDirectories
 ) -> Outcome:
-    bucket, key = job.bucket.bucket, job.bucket.key(item.path)
+    key = job.bucket.key(item.path)
     parent_rel, _, name = item.path.rpartition("/")
     if item.action == "mkdir":
-        head = await client.head_object(Bucket=bucket, Key=key + "/")
-        mtime, _ = restored_mtime(head.get("Metadata"), _last_modified_ns(head))
+        head = await client.data.head(key + "/")
+        mtime, _ = restored_mtime(head.metadata, head.last_modified_ns)
         await off_loop(_make_dir, dirs, item.path, mtime)
         return Outcome("ok", mtime_ns=mtime, action="mkdir")
     if item.size < PARALLEL_THRESHOLD:
-        return await _download_whole(client, limits, bucket, key, item, dirs)
+        return await _download_whole(client, limits, key, item, dirs)
     dfd = await off_loop(dirs.open, parent_rel, discard=os.close)
     try:
-        return await _download(client, job, limits, bucket, key, item, dfd, name)
+        return await _download(client, job, limits, key, item, dfd, name)
     finally:
         os.close(dfd)
 
 
-async def _download_whole(client, limits: TaskLimits, bucket, key, item: Item, dirs) -> Outcome:
+async def _download_whole(client, limits: TaskLimits, key, item: Item, dirs) -> Outcome:
     """A small object: read whole, then written, dated and renamed into place in one trip off
     the event loop (nothing is on disk until the bytes are here)."""
     await limits.bandwidth.acquire(item.size)
-    response = await client.get_object(Bucket=bucket, Key=key, **_conditions(item))
-    async with response["Body"] as body:
-        data = await body.read()
-    if len(data) != response.get("ContentLength", len(data)):
-        raise asyncio.IncompleteReadError(data, response.get("ContentLength"))
-    mtime, _ = restored_mtime(response.get("Metadata"), _last_modified_ns(response))
-    etag = strip_etag(response.get("ETag")) or item.etag
+    data, meta = await client.data.get(key, item.etag)
+    if len(data) != meta.size:
+        raise asyncio.IncompleteReadError(data, meta.size)
+    mtime, _ = restored_mtime(meta.metadata, meta.last_modified_ns)
+    etag = meta.etag or item.etag
     # the rename is the commit: once under way it finishes, and the row says it landed
     await off_loop(_write_whole, dirs, item.path, data, mtime, etag, finish_on_cancel=True)
     limits.count(0, len(data))
@@ -130,7 +123,7 @@ def _make_dir(dirs: SafeDirectories, relative: str, mtime: int | None) -> None:
 TEMPORARY_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-async def _download(client, job, limits, bucket, key, item, dfd: int, name: str) -> Outcome:
+async def _download(client, job, limits, key, item, dfd: int, name: str) -> Outcome:
     """Write a large object, in byte ranges, under a temporary name in its directory (`dfd`),
     then rename it into place: every step relative to the directory's descriptor, no link
     followed."""
@@ -143,9 +136,9 @@ async def _download(client, job, limits, bucket, key, item, dfd: int, name: str)
 
     fd = await off_loop(_create, temporary, TEMPORARY_FLAGS, dfd, discard=discard)
     try:
-        response = await _ranged(client, job, limits, bucket, key, item, fd)
-        mtime, _ = restored_mtime(response.get("Metadata"), _last_modified_ns(response))
-        etag = strip_etag(response.get("ETag")) or item.etag
+        meta = await _ranged(client, job, limits, key, item, fd)
+        mtime, _ = restored_mtime(meta.metadata, meta.last_modified_ns)
+        etag = meta.etag or item.etag
         landing, fd = fd, -1  # _land closes it, whatever happens
         # the rename is the commit: once under way it finishes, and the row says it landed
         await off_loop(
@@ -188,10 +181,6 @@ def _land(
     os.replace(temporary, name, src_dir_fd=dfd, dst_dir_fd=dfd)
 
 
-def _conditions(item: Item) -> dict:
-    return {"IfMatch": f'"{item.etag}"'} if item.etag else {}
-
-
 def _write_all(fd: int, data: bytes, offset: int = 0) -> None:
     view = memoryview(data)
     while view:
@@ -199,10 +188,10 @@ def _write_all(fd: int, data: bytes, offset: int = 0) -> None:
         view, offset = view[written:], offset + written
 
 
-async def _ranged(client, job: Job, limits: TaskLimits, bucket: str, key: str, item: Item, fd: int):
+async def _ranged(client, job: Job, limits: TaskLimits, key: str, item: Item, fd: int):
     """Read a large object as a few long byte ranges at once (like rclone's multi-thread
     streams), each streamed to its place in the file in CHUNK pieces; a range that breaks off is
-    resumed where it stopped."""
+    resumed where it stopped. The Meta of the first range."""
     size = item.size
     await off_loop(os.ftruncate, fd, size)
     span = max(PART_SIZE, math.ceil(size / STREAMS))
@@ -213,13 +202,11 @@ async def _ranged(client, job: Job, limits: TaskLimits, bucket: str, key: str, i
 
         async def rest() -> None:  # from where the last try broke off
             nonlocal position
-            response = await client.get_object(
-                Bucket=bucket, Key=key, Range=f"bytes={position}-{end}", **_conditions(item)
-            )
-            if start == 0 and not first:
-                first.append(response)
-            async with response["Body"] as body:
-                position = await _stream(body, fd, position, limits)
+            async with client.data.open_range(key, position, end, item.etag, CHUNK) as opened:
+                meta, chunks = opened
+                if start == 0 and not first:
+                    first.append(meta)
+                position = await _stream(chunks, fd, position, limits)
             if position <= end:
                 raise asyncio.IncompleteReadError(b"", end - position + 1)
 
@@ -232,18 +219,21 @@ async def _ranged(client, job: Job, limits: TaskLimits, bucket: str, key: str, i
     return first[0]
 
 
-async def _stream(body, fd: int, position: int, limits: TaskLimits) -> int:
-    """Copy a response body into the file from `position`; return the position after it."""
+async def _stream(chunks, fd: int, position: int, limits: TaskLimits) -> int:
+    """Write a range's chunks into the file from `position`; return the position after them."""
     buffer = bytearray()
-    while True:
-        chunk = await body.read(CHUNK)
-        if chunk:
-            buffer += chunk
-        if buffer and (len(buffer) >= CHUNK or not chunk):
-            await limits.bandwidth.acquire(len(buffer))
-            await off_loop(_write_all, fd, buffer, position)
-            position += len(buffer)
-            limits.count(0, len(buffer))
+    async for chunk in chunks:
+        buffer += chunk
+        if len(buffer) >= CHUNK:
+            position = await _flush(buffer, fd, position, limits)
             buffer = bytearray()
-        if not chunk:
-            return position
+    if buffer:
+        position = await _flush(buffer, fd, position, limits)
+    return position
+
+
+async def _flush(buffer: bytearray, fd: int, position: int, limits: TaskLimits) -> int:
+    await limits.bandwidth.acquire(len(buffer))
+    await off_loop(_write_all, fd, buffer, position)
+    limits.count(0, len(buffer))
+    return position + len(buffer)

@@ -68,8 +68,14 @@ class BucketPrefix:
         fs = self.filesystem()
 
         async def call():
+            from tasks.engine import BotoData, obstore_data
+
             await fs.set_session()
-            return await work(Requests(fs, await fs.get_s3(self.bucket)), *args, **kwargs)
+            client = await fs.get_s3(self.bucket)
+            requests = Requests(fs, client)
+            boto = BotoData(requests, self.bucket)
+            requests.data = await obstore_data(fs, client, self.bucket, self.options, boto) or boto
+            return await work(requests, *args, **kwargs)
 
         return fsspec.asyn.sync(fs.loop, call)
 
@@ -81,6 +87,8 @@ class Requests:
 
     def __init__(self, fs, client) -> None:
         self._fs, self._client = fs, client
+        #: the data plane (`tasks.engine`): object bytes and metadata, one request a call
+        self.data = None
 
     def with_options(self, method, kwargs: dict) -> dict:
         return self._fs._get_s3_method_kwargs(method, **kwargs)
@@ -110,6 +118,12 @@ class _Paginator:
 
 Endpoint = Directory | BucketPrefix
 
+#: The S3 clients' settings (both engines): seconds to connect and to wait for an answer, and
+#: the connections pooled per endpoint (enough for the transfers in flight).
+CONNECT_TIMEOUT = 10
+READ_TIMEOUT = 60
+MAX_CONNECTIONS = 128
+
 
 def s3_options(options: dict[str, Any] | None) -> dict[str, Any]:
     """s3fs constructor arguments: the user's options over the environment's, plus ferry's client
@@ -127,9 +141,9 @@ def s3_options(options: dict[str, Any] | None) -> dict[str, Any]:
             opts.setdefault("use_ssl", False)
     config = dict(opts.pop("config_kwargs", None) or {})
     config.setdefault("retries", {"total_max_attempts": 1, "mode": "standard"})
-    config.setdefault("max_pool_connections", 128)
-    config.setdefault("connect_timeout", 10)
-    config.setdefault("read_timeout", 60)
+    config.setdefault("max_pool_connections", MAX_CONNECTIONS)
+    config.setdefault("connect_timeout", CONNECT_TIMEOUT)
+    config.setdefault("read_timeout", READ_TIMEOUT)
     # Content-MD5 already protects every PUT and part: skip botocore's extra CRC trailers, and the
     # SHA-256 of every body that SigV4 payload signing costs on plain-HTTP endpoints.
     config.setdefault("request_checksum_calculation", "when_required")

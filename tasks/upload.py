@@ -35,10 +35,6 @@ PART_SIZE = 8 * 2**20
 MAX_PARTS = 10_000
 
 
-def _md5_header(digest: bytes) -> str:
-    return base64.b64encode(digest).decode()
-
-
 async def export_item(client, job: Job, limits: TaskLimits, item: Item) -> Outcome:
     key = job.bucket.key(item.path)
     path = job.directory.join(item.path)
@@ -125,14 +121,9 @@ def _failed(reason: str, code: ReasonCode, **kwargs) -> Outcome:
 async def _put(
     client, job: Job, key: str, body: bytes, mtime_ns: int, digest: bytes | None = None
 ) -> str | None:
-    response = await client.put_object(
-        Bucket=job.bucket.bucket,
-        Key=key,
-        Body=body,
-        Metadata=mtime_metadata(mtime_ns),
-        ContentMD5=_md5_header(digest or hashlib.md5(body).digest()),
-    )
-    return strip_etag(response.get("ETag"))
+    """One PUT (through the endpoint's engine, `tasks.engine`); the object's ETag."""
+    metadata = mtime_metadata(mtime_ns)
+    return await client.data.put(key, body, metadata, digest or hashlib.md5(body).digest())
 
 
 def _read_all(path: str, fd: int) -> tuple[bytes, os.stat_result, bytes]:
