@@ -92,10 +92,11 @@ def warn_plain_secrets(**sides: dict[str, Any] | None) -> None:
 
 def for_url(url: str, options: dict[str, Any] | None, block: str | None) -> dict[str, Any] | None:
     """The storage options of one side of a task: the block's credentials are added when the side
-    is an object store (`s3://...`); a directory keeps its options as they are."""
+    is an S3 store (`s3://...`); a directory, and a Google or Azure store (whose credentials
+    are their own storage options or environment), keep their options as they are."""
     from tasks.endpoints import OBJECT_PROTOCOLS
 
     scheme, sep, _ = (url or "").strip().partition("://")
-    if block and sep and scheme.lower() in OBJECT_PROTOCOLS:
+    if block and sep and OBJECT_PROTOCOLS.get(scheme.lower()) == "s3":
         return with_credentials(options, block)
     return options

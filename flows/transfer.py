@@ -79,7 +79,7 @@ def run_transfer(direction: str, source: str, destination: str, options: Options
             overwrite=options.overwrite,
             selected=selected,
         )
-        if not options.dry_run:
+        if not options.dry_run and bucket.scheme == "s3":  # elsewhere, the store's own rules
             keys = {bucket.key(i.path) for i in items if i.kind == "file"}
             bucket.run(abort_abandoned_uploads, bucket.bucket, bucket.prefix, keys, now())
     else:

@@ -13,6 +13,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from tasks.download import OutsideDestination, SafeDirectories, import_item
+from tasks.engine import UnfitKey
 from tasks.errors import describe, failure_code, is_transient
 from tasks.job import Job
 from tasks.manifest import ReportDir, now
@@ -110,6 +111,10 @@ async def copy_items(
                     outcome = Outcome(
                         Status.REJECTED, str(exc), reason_code=ReasonCode.OUTSIDE_TREE
                     )
+                    break
+                except UnfitKey as exc:  # a name the store's engine cannot address
+                    code = ReasonCode.NAME_NOT_PORTABLE
+                    outcome = Outcome(Status.REJECTED, str(exc), reason_code=code)
                     break
                 except Exception as exc:
                     if attempts < job.options.retries and is_transient(exc):

@@ -18,7 +18,11 @@ import fsspec.asyn
 
 from tasks.errors import UsageError
 
-OBJECT_PROTOCOLS = ("s3", "s3a")
+#: URL schemes of object stores, and the store each names: S3 (through s3fs, the data plane
+#: on obstore), Google Cloud Storage and Azure Blob Storage (through obstore alone).
+OBJECT_PROTOCOLS = {"s3": "s3", "s3a": "s3", "gs": "gs", "gcs": "gs", "az": "az", "azure": "az"}
+#: The stores reached through obstore alone, with their storage options.
+NATIVE_STORES = ("gs", "az")
 LOCAL_PROTOCOLS = ("", "file", "local")
 
 
@@ -39,16 +43,21 @@ class Directory:
 
 @dataclass(frozen=True)
 class BucketPrefix:
-    """A prefix in an S3-compatible bucket. `prefix` is '' or ends with '/'."""
+    """A prefix in a bucket (an S3-compatible one, a Google Cloud Storage bucket or an Azure Blob
+    container). `prefix` is '' or ends with '/'."""
 
     url: str
     bucket: str
     prefix: str
     options: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    scheme: str = "s3"  # s3, gs or az
 
     @property
     def display(self) -> str:
-        return f"s3://{self.bucket}/{self.prefix}"
+        return f"{self.scheme}://{self.bucket}/{self.prefix}"
+
+    def url_of(self, key: str) -> str:
+        return f"{self.scheme}://{self.bucket}/{key}"
 
     def key(self, relative: str) -> str:
         return self.prefix + relative
@@ -64,7 +73,15 @@ class BucketPrefix:
     def run(self, work, *args, **kwargs):
         """Run `await work(client, *args, **kwargs)` on s3fs's event loop with this endpoint's
         client (the bucket's region's, with cache_regions), every request carrying what s3fs
-        adds to its own (`Requests`)."""
+        adds to its own (`Requests`). A Google Cloud Storage or Azure endpoint runs it on
+        fsspec's event loop with an obstore client (`tasks.engine.StoreRequests`)."""
+        if self.scheme in NATIVE_STORES:
+            from tasks.engine import store_requests
+
+            async def native():
+                return await work(store_requests(self), *args, **kwargs)
+
+            return fsspec.asyn.sync(fsspec.asyn.get_loop(), native)
         fs = self.filesystem()
 
         async def call():
@@ -213,6 +230,7 @@ def parse_endpoint(url: str, options: dict[str, Any] | None = None) -> Endpoint:
     parts = urlsplit(url)
     scheme = parts.scheme.lower() if "://" in url else ""
     if scheme in OBJECT_PROTOCOLS:
+        store = OBJECT_PROTOCOLS[scheme]
         bucket = parts.netloc
         if not bucket:
             raise UsageError("no bucket in URL", where=url)
@@ -223,8 +241,15 @@ def parse_endpoint(url: str, options: dict[str, Any] | None = None) -> Endpoint:
             prefix += "/"
         if "//" in prefix:
             raise UsageError("URL has an empty path segment ('//')", where=url)
-        check_storage_options(options, where=url)
-        return BucketPrefix(url=url, bucket=bucket, prefix=prefix, options=dict(options or {}))
+        if store in NATIVE_STORES:
+            from tasks.engine import check_store_options
+
+            check_store_options(store, bucket, options, where=url)
+        else:
+            check_storage_options(options, where=url)
+        return BucketPrefix(
+            url=url, bucket=bucket, prefix=prefix, options=dict(options or {}), scheme=store
+        )
     if scheme in LOCAL_PROTOCOLS:
         if options:
             unknown = ", ".join(sorted(options))
@@ -232,7 +257,9 @@ def parse_endpoint(url: str, options: dict[str, Any] | None = None) -> Endpoint:
         path = parts.path if scheme else url
         return Directory(url=url, root=os.path.abspath(os.path.expanduser(path)))
     raise UsageError(
-        f"unsupported URL scheme {scheme!r}: use a directory path or s3://bucket/prefix", where=url
+        f"unsupported URL scheme {scheme!r}: use a directory path, s3://bucket/prefix, "
+        "gs://bucket/prefix or az://container/prefix",
+        where=url,
     )
 
 
@@ -247,12 +274,15 @@ def transfer_endpoints(
             raise UsageError("export reads a directory: SOURCE must be a path", where=source)
         if not isinstance(dst, BucketPrefix):
             raise UsageError(
-                "export writes to a bucket: DESTINATION must be s3://bucket/prefix",
+                "export writes to a bucket: DESTINATION must be s3://bucket/prefix (or gs://, az://)",
                 where=destination,
             )
         return src, dst
     if not isinstance(src, BucketPrefix):
-        raise UsageError("import reads a bucket: SOURCE must be s3://bucket/prefix", where=source)
+        raise UsageError(
+            "import reads a bucket: SOURCE must be s3://bucket/prefix (or gs://, az://)",
+            where=source,
+        )
     if not isinstance(dst, Directory):
         raise UsageError("import writes a directory: DESTINATION must be a path", where=destination)
     return dst, src

@@ -132,25 +132,85 @@ class ObstoreData:
 
     name = "obstore"
 
-    def __init__(self, store, fallback: BotoData) -> None:
-        self._store, self.fallback = store, fallback
+    def __init__(self, store, fallback: BotoData | None, scheme: str = "s3") -> None:
+        self._store, self.fallback, self.scheme = store, fallback, scheme
+
+    def _other(self, key: str) -> BotoData:
+        """The engine for a key obstore's paths cannot hold: aiobotocore on S3; elsewhere none."""
+        if self.fallback is None and key.endswith("/"):
+            raise UnfitKey(
+                f"an empty directory cannot be kept on {self.scheme}://: obstore's paths (ferry's "
+                f"way to {self.scheme}://) cannot end with '/' ({key!r})"
+            )
+        if self.fallback is None:
+            raise UnfitKey(
+                f"{self.scheme}:// keys cannot hold a control character, an empty, '.' or '..' "
+                f"segment, or end with '/' (ferry reaches {self.scheme}:// through obstore): "
+                f"{key!r}"
+            )
+        return self.fallback
+
+    def _metadata(self, metadata: dict[str, str]) -> dict[str, str]:
+        if self.scheme == "az":  # Azure's metadata names are identifiers: no '-'
+            return {k: v for k, v in metadata.items() if k.isidentifier()}
+        return metadata
 
     async def put(self, key: str, body: bytes, metadata: dict[str, str], md5: bytes) -> str | None:
         import obstore
 
         if not fits_obstore(key):
-            return await self.fallback.put(key, body, metadata, md5)
+            return await self._other(key).put(key, body, metadata, md5)
         with _translated(key):
             result = await obstore.put_async(
-                self._store, key, body, attributes=metadata, use_multipart=False
+                self._store, key, body, attributes=self._metadata(metadata), use_multipart=False
             )
         return strip_etag(result.get("e_tag"))
+
+    async def put_stream(
+        self, key: str, parts, metadata: dict[str, str], part_size: int, concurrency: int
+    ) -> str | None:
+        """A multipart upload of the async iterator `parts` (each `part_size` but the last);
+        aborted by obstore when the iterator raises."""
+        import obstore
+
+        if not fits_obstore(key):
+            self._other(key)  # S3 uploads large files through aiobotocore, never here
+        with _translated(key):
+            result = await obstore.put_async(
+                self._store,
+                key,
+                parts,
+                attributes=self._metadata(metadata),
+                use_multipart=True,
+                chunk_size=part_size,
+                max_concurrency=concurrency,
+            )
+        return strip_etag(result.get("e_tag"))
+
+    async def any_object(self, prefix: str) -> bool:
+        """Whether anything is stored below `prefix` (one listing request)."""
+        import obstore
+
+        with _translated(prefix):
+            async for chunk in obstore.list(self._store, prefix or None, chunk_size=1):
+                return bool(chunk)
+        return False
+
+    async def list(self, prefix: str) -> list[dict]:
+        """Every object below `prefix` ('' or ending in '/'): obstore's ObjectMeta dicts."""
+        import obstore
+
+        entries: list[dict] = []
+        with _translated(prefix):
+            async for chunk in obstore.list(self._store, prefix or None, chunk_size=1000):
+                entries.extend(chunk)
+        return entries
 
     async def get(self, key: str, etag: str | None = None) -> tuple[bytes, Meta]:
         import obstore
 
         if not fits_obstore(key):
-            return await self.fallback.get(key, etag)
+            return await self._other(key).get(key, etag)
         with _translated(key):
             result = await obstore.get_async(self._store, key, options=_conditions(etag))
             data = await result.bytes_async()
@@ -160,7 +220,7 @@ class ObstoreData:
         import obstore
 
         if not fits_obstore(key):
-            return await self.fallback.head(key)
+            return await self._other(key).head(key)
         with _translated(key):
             result = await obstore.get_async(self._store, key, options={"head": True})
         return _obstore_meta(result)
@@ -172,7 +232,7 @@ class ObstoreData:
         import obstore
 
         if not fits_obstore(key):
-            async with self.fallback.open_range(key, start, end, etag, chunk) as opened:
+            async with self._other(key).open_range(key, start, end, etag, chunk) as opened:
                 yield opened
             return
         options = {**_conditions(etag), "range": (start, end + 1)}
@@ -190,7 +250,7 @@ class ObstoreData:
         import obstore
 
         if not fits_obstore(key):
-            return await self.fallback.delete(key)
+            return await self._other(key).delete(key)
         with _translated(key):
             await obstore.delete_async(self._store, key)
 
@@ -219,7 +279,7 @@ def _translated(key: str):
 
     try:
         yield
-    except ox.BaseError as exc:
+    except (ox.BaseError, FileNotFoundError, ValueError) as exc:  # obstore's, or a key it refused
         raise store_error(exc, key) from None
 
 
@@ -231,7 +291,9 @@ def store_error(exc: Exception, key: str) -> Exception:
     found = dict(_XML.findall(text))
     status = _STATUS.search(text)
     code = found.get("Code")
-    if isinstance(exc, ox.NotFoundError):
+    if isinstance(exc, ValueError) and not isinstance(exc, ox.BaseError):
+        return UnfitKey(f"{text.strip().splitlines()[0] if text.strip() else 'bad key'}: {key!r}")
+    if isinstance(exc, ox.NotFoundError | FileNotFoundError):
         code, status_code = code or "NoSuchKey", 404
     elif isinstance(exc, ox.PreconditionError):
         code, status_code = code or "PreconditionFailed", 412
@@ -244,9 +306,95 @@ def store_error(exc: Exception, key: str) -> Exception:
         first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
         return ConnectionError(f"{first} ({key})")
     message = found.get("Message") or text.strip().splitlines()[0]
+    message = message.replace("\\n", "\n").splitlines()[0]  # Azure adds its request id
     error = {"Code": code, "Message": message, "Key": key}
     metadata = {"HTTPStatusCode": status_code}
     return ClientError({"Error": error, "ResponseMetadata": metadata}, "obstore")
+
+
+class UnfitKey(ValueError):
+    """A key the engine cannot address (obstore's paths are stricter than S3's keys)."""
+
+
+# --- Google Cloud Storage and Azure ------------------------------------------------------------
+
+#: obstore's HTTP client settings: a storage option of one of these names goes to them; any
+#: other is the store's own configuration (`google_*`, `azure_*` or their short forms).
+CLIENT_OPTIONS = frozenset(
+    {
+        "allow_http",
+        "allow_invalid_certificates",
+        "connect_timeout",
+        "default_content_type",
+        "default_headers",
+        "http1_only",
+        "http2_only",
+        "pool_idle_timeout",
+        "pool_max_idle_per_host",
+        "proxy_url",
+        "proxy_ca_certificate",
+        "proxy_excludes",
+        "randomize_addresses",
+        "read_timeout",
+        "root_certificate",
+        "timeout",
+        "user_agent",
+    }
+)
+
+_stores: dict[tuple, Any] = {}
+
+
+def native_store(scheme: str, bucket: str, options: dict[str, Any] | None):
+    """The obstore store of a `gs://` bucket or an `az://` container, made once per bucket and
+    options (so its connections are reused). Credentials come from the options or from the
+    environment variables obstore reads (`GOOGLE_*`, `AZURE_*`)."""
+    import json
+
+    cache_key = (scheme, bucket, json.dumps(options or {}, sort_keys=True, default=str))
+    store = _stores.get(cache_key)
+    if store is not None:
+        return store
+    import obstore.store as st
+
+    config = dict(options or {})
+    client = {
+        "connect_timeout": f"{CONNECT_TIMEOUT}s",
+        "timeout": f"{READ_TIMEOUT}s",
+        "pool_max_idle_per_host": str(MAX_CONNECTIONS),
+    }
+    client.update({k: config.pop(k) for k in list(config) if k in CLIENT_OPTIONS})
+    endpoint = str(config.get("endpoint") or config.get("base_url") or "")
+    if endpoint.startswith("http://"):
+        client.setdefault("allow_http", True)
+    kind = st.GCSStore if scheme == "gs" else st.AzureStore
+    store = kind(bucket, client_options=client, retry_config={"max_retries": 0}, **config)
+    _stores[cache_key] = store
+    return store
+
+
+def check_store_options(scheme: str, bucket: str, options: dict[str, Any] | None, *, where: str):
+    """A UsageError naming a storage option the store does not know or a value it refuses."""
+    from tasks.errors import UsageError
+
+    try:
+        native_store(scheme, bucket, options)
+    except Exception as exc:  # noqa: BLE001 - obstore's configuration errors, of every kind
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise UsageError(f"bad storage options for {scheme}:// ({first})", where=where) from None
+
+
+class StoreRequests:
+    """The client of a Google Cloud Storage or Azure endpoint: obstore's data plane, which also
+    lists (`ObstoreData.list`)."""
+
+    def __init__(self, data: ObstoreData) -> None:
+        self.data = data
+
+
+def store_requests(prefix) -> StoreRequests:
+    store = native_store(prefix.scheme, prefix.bucket, prefix.options)
+    return StoreRequests(ObstoreData(store, None, prefix.scheme))
 
 
 # --- choosing ------------------------------------------------------------------------------------

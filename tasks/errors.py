@@ -219,8 +219,9 @@ def task_error(exc: BaseException, *, where: str) -> FerryError:
     if isinstance(exc, FerryError):
         return exc
     code = error_code(exc)
-    if code in {"NoSuchBucket"}:
-        return SourceMissing("bucket does not exist", where=where)
+    if code in {"NoSuchBucket", "ContainerNotFound"}:
+        noun = "container" if code == "ContainerNotFound" else "bucket"
+        return SourceMissing(f"{noun} does not exist", where=where)
     if isinstance(exc, NoCredentialsError):
         return AccessDenied(
             "no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or pass key and "
@@ -237,6 +238,8 @@ def task_error(exc: BaseException, *, where: str) -> FerryError:
         "AccessDenied",
         "ExpiredToken",
         "InvalidToken",
+        "AuthorizationFailure",
+        "AuthenticationFailed",
         "403",
     }:
         detail = f" ({code})" if code else ""
@@ -249,7 +252,8 @@ def task_error(exc: BaseException, *, where: str) -> FerryError:
     if isinstance(exc, unreachable):
         url = getattr(exc, "kwargs", {}).get("endpoint_url")
         at = f" at {endpoint_of(url)}" if url else ""
-        return StoreUnreachable(f"cannot reach the S3 endpoint{at} for", where=where)
+        store = "S3" if where.startswith("s3://") or "://" not in where else "object store's"
+        return StoreUnreachable(f"cannot reach the {store} endpoint{at} for", where=where)
     if isinstance(exc, FileNotFoundError):
         return SourceMissing("does not exist", where=where)
     if isinstance(exc, ClientError | BotoCoreError | OSError):

@@ -36,4 +36,4 @@ class Job:
 
     def _bucket_url(self, path: str, kind: str) -> str:
         key = self.bucket.key(path) + ("/" if kind == "dir" else "")
-        return f"s3://{self.bucket.bucket}/{key}"
+        return self.bucket.url_of(key)

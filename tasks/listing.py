@@ -232,6 +232,8 @@ async def list_prefix(
     `flat_pages` pages, the rest is listed in parallel: one delimited request finds the
     sub-prefixes after the last key seen, and each is listed on its own from that key on.
     """
+    if prefix.scheme != "s3":
+        return await _list_store(client, prefix)
     entries: list[Entry] = []
 
     async def pages(**kwargs):
@@ -278,6 +280,31 @@ async def list_prefix(
     except Exception as exc:
         raise task_error(exc, where=prefix.display) from exc
     entries.sort(key=lambda e: (e.path, e.kind != "dir"))
+    return entries
+
+
+async def _list_store(client, prefix: BucketPrefix) -> list[Entry]:
+    """A Google Cloud Storage or Azure prefix, listed through obstore (a request per page)."""
+    try:
+        found = await client.data.list(prefix.prefix)
+    except Exception as exc:
+        raise task_error(exc, where=prefix.display) from exc
+    entries = []
+    for meta in found:
+        relative = prefix.relative(meta["path"])
+        if not relative:
+            continue
+        modified = meta.get("last_modified")
+        entries.append(
+            Entry(
+                path=relative,
+                kind="object",
+                size=int(meta["size"]),
+                mtime_ns=int(modified.timestamp() * 1e9) if modified is not None else None,
+                etag=strip_etag(meta.get("e_tag")),
+            )
+        )
+    entries.sort(key=lambda e: e.path)
     return entries
 
 

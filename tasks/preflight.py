@@ -42,13 +42,16 @@ def check_bucket(prefix: BucketPrefix, *, must_hold_objects: bool = False) -> No
     is stored under the prefix (an import of an empty prefix is most often a mistyped one)."""
 
     async def probe(client):
-        return await client.list_objects_v2(Bucket=prefix.bucket, Prefix=prefix.prefix, MaxKeys=1)
+        if prefix.scheme != "s3":  # obstore lists by pages of its own choosing
+            return bool(await client.data.any_object(prefix.prefix))
+        found = await client.list_objects_v2(Bucket=prefix.bucket, Prefix=prefix.prefix, MaxKeys=1)
+        return bool(found.get("KeyCount"))
 
     try:
-        found = prefix.run(probe)
+        holds_objects = prefix.run(probe)
     except Exception as exc:
         raise task_error(exc, where=prefix.display) from exc
-    if must_hold_objects and not found.get("KeyCount"):
+    if must_hold_objects and not holds_objects:
         raise empty_source(prefix)
 
 

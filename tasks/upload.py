@@ -66,6 +66,8 @@ async def export_item(client, job: Job, limits: TaskLimits, item: Item) -> Outco
     if found.data is not None:
         return await _upload_small(client, job, limits, key, found)
     try:
+        if job.bucket.scheme != "s3":
+            return await _upload_streamed(client, job, limits, key, path, found.fd)
         return await _upload_multipart(client, job, limits, key, path, found.fd)
     finally:
         os.close(found.fd)
@@ -221,6 +223,38 @@ async def _upload_multipart(
     finally:
         if upload_id is not None:
             await asyncio.shield(_abort(client, bucket, key, upload_id))
+
+
+async def _upload_streamed(
+    client, job: Job, limits: TaskLimits, key: str, path: str, fd: int
+) -> Outcome:
+    """A large file to Google Cloud Storage or Azure: obstore's multipart upload, fed parts read
+    from `fd` (owned by the caller). A file that changes while it is read fails the upload before
+    it completes (obstore aborts it), so no object is made half-old, half-new."""
+    before = os.fstat(fd)
+    size = before.st_size
+    part_size = max(PART_SIZE, math.ceil(size / MAX_PARTS))
+
+    async def parts():
+        for offset in range(0, size, part_size):
+            length = min(part_size, size - offset)
+            data = await off_loop(os.pread, fd, length, offset)
+            if len(data) != length:
+                raise FileChanged(f"file shrank while being read ({path})")
+            await limits.bandwidth.acquire(length)
+            if offset + length >= size:  # the last part: the file must be as it was
+                after = os.fstat(fd)
+                if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns):
+                    raise FileChanged(f"file changed while being read ({path})")
+            yield data
+            limits.count(0, length)
+
+    etag = await client.data.put_stream(
+        key, parts(), mtime_metadata(before.st_mtime_ns), part_size, concurrency=4
+    )
+    return Outcome(
+        "ok", bytes=size, checksum=etag, mtime_ns=before.st_mtime_ns, size=size, action="copy"
+    )
 
 
 def _read_part(fd: int, length: int, offset: int) -> tuple[bytes, bytes, str]:

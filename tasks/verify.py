@@ -234,7 +234,7 @@ def _name_problem(source: Endpoint, destination: Endpoint, e: Entry) -> str | No
 def _url(endpoint: Endpoint, path: str, is_dir: bool) -> str:
     if isinstance(endpoint, Directory):
         return endpoint.join(path)
-    return f"s3://{endpoint.bucket}/{endpoint.key(path)}" + ("/" if is_dir else "")
+    return endpoint.url_of(endpoint.key(path) + ("/" if is_dir else ""))
 
 
 def _row(source, destination, e: Entry, started, *, only_destination: bool = False) -> dict:
@@ -299,15 +299,11 @@ def _stored_mtimes(prefix: BucketPrefix, entries: list[Entry], concurrency: int,
             key = prefix.key(e.path)
             try:
                 async with gate:
-                    head = await retrying(
-                        retries,
-                        lambda: client.head_object(Bucket=prefix.bucket, Key=key),
-                        f"HEAD of {key}",
-                    )
+                    head = await retrying(retries, lambda: client.data.head(key), f"HEAD of {key}")
             except Exception as exc:  # noqa: BLE001 - one object's failure is its row's
                 reason = f"cannot read the object's metadata: {describe(exc)}"
                 return (None, (reason, failure_code(exc)))
-            mtime, _ = restored_mtime(head.get("Metadata"), e.mtime_ns)
+            mtime, _ = restored_mtime(head.metadata, e.mtime_ns)
             return (mtime, None)
 
         return await asyncio.gather(*(one(e) for e in entries))

@@ -192,3 +192,22 @@ def postgres_url():
     finally:
         subprocess.run([*as_postgres, ctl, "-D", data, "-m", "fast", "stop"], capture_output=True)
         shutil.rmtree(data, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def azure_endpoint():
+    """Azurite's blob service on a free loopback port (installed from npm on first use)."""
+    from azurite import azurite
+
+    with azurite() as endpoint:
+        yield endpoint
+
+
+@pytest.fixture
+def container(azure_endpoint):
+    """A fresh Azure Blob container for one test: (name, the storage options that reach it)."""
+    from azurite import create_container, options
+
+    name = f"ferry-{uuid.uuid4().hex[:12]}"
+    create_container(azure_endpoint, name)
+    return name, options(azure_endpoint)
