@@ -279,7 +279,7 @@ def preflight(job: str, parameters: dict[str, Any]) -> None:
     with one line, not after the API has started. Raises FerryError."""
     from tasks.endpoints import BucketPrefix, Directory, parse_endpoint, transfer_endpoints
     from tasks.listing import Filter
-    from tasks.preflight import check_bucket, check_directory, check_metadata_url
+    from tasks.preflight import check_bucket, check_directory, check_metadata_url, whole_bucket
     from tasks.report_dir import check_report_dir
 
     options = Options(**{k: v for k, v in parameters.items() if k in Options.model_fields})
@@ -295,9 +295,7 @@ def preflight(job: str, parameters: dict[str, Any]) -> None:
 
     if job == "convert":
         url = parameters["bucket_url"]
-        bucket = parse_endpoint(url, side(url, options.storage_options))
-        if not isinstance(bucket, BucketPrefix) or bucket.prefix:
-            raise UsageError("convert takes a whole bucket: s3://bucket", where=url)
+        bucket = whole_bucket(url, side(url, options.storage_options))
         check_metadata_url(parameters["metadata"])
         check_bucket(bucket)
         return

@@ -29,10 +29,10 @@ from tasks.convert_steps import (
     plan_step,
     verify_namespace_step,
 )
-from tasks.endpoints import BucketPrefix, parse_endpoint
-from tasks.errors import ConversionRefused, NotEligible, UsageError
+from tasks.endpoints import BucketPrefix
+from tasks.errors import ConversionRefused, NotEligible
 from tasks.manifest import ReportDir, check_report_dir
-from tasks.preflight import check_bucket, check_metadata_url
+from tasks.preflight import check_bucket, check_metadata_url, whole_bucket
 from tasks.steps import report_step
 
 
@@ -46,11 +46,9 @@ def convert_to_hns(bucket_url, *, metadata, options: Options) -> TaskResult:
     eligibility check and the plan, and report every rename that would happen, changing nothing."""
     started = time.monotonic()
     warn_plain_secrets(storage_options=options.storage_options)
-    bucket = parse_endpoint(
+    bucket = whole_bucket(
         bucket_url, for_url(bucket_url, options.storage_options, options.credentials_block)
     )
-    if not isinstance(bucket, BucketPrefix) or bucket.prefix:
-        raise UsageError("convert takes a whole bucket: s3://bucket", where=bucket_url)
     check_bucket(bucket)  # a wrong bucket or key is one line, before any task run
     check_metadata_url(metadata)
     store = Store(metadata)

@@ -55,6 +55,16 @@ def check_bucket(prefix: BucketPrefix, *, must_hold_objects: bool = False) -> No
         raise empty_source(prefix)
 
 
+def whole_bucket(url: str, options: dict | None) -> BucketPrefix:
+    """The bucket a conversion takes: a whole S3 bucket, or a UsageError saying so."""
+    from tasks.endpoints import parse_endpoint
+
+    bucket = parse_endpoint(url, options)
+    if not isinstance(bucket, BucketPrefix) or bucket.prefix or bucket.scheme != "s3":
+        raise UsageError("convert takes a whole bucket: s3://bucket", where=url)
+    return bucket
+
+
 def empty_source(prefix: BucketPrefix) -> SourceMissing:
     return SourceMissing(
         "no object under this prefix (mistyped? allow_empty / --allow-empty imports it anyway)",

@@ -118,3 +118,13 @@ def test_gcs_urls_are_understood_and_their_options_checked():
     with pytest.raises(UsageError, match="unsupported URL scheme 'ftp'"):
         parse_endpoint("ftp://host/x")
     assert obstore.__version__.startswith("0.12")
+
+
+def test_conversion_refuses_a_bucket_that_is_not_s3(container):
+    from tasks.preflight import whole_bucket
+
+    name, options = container
+    with pytest.raises(
+        UsageError, match=f"^convert takes a whole bucket: s3://bucket: az://{name}$"
+    ):
+        whole_bucket(f"az://{name}", options)
