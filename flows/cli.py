@@ -715,9 +715,11 @@ def server_start(*, verbose: Verbose = False) -> int:
 
 @server.command(name="status")
 def server_status(*, verbose: Verbose = False) -> int:
-    """whether it runs, and where (exit 1 when it does not)"""
-    from flows import local_server
+    """whether it runs, and where (exit 1 when it does not); and the warm ferry process"""
+    from flows import local_server, warm
 
+    for pid, served in warm.running():
+        print(f"ferry's warm process is running: pid {pid}, {served} commands run")
     found = local_server.running()
     if found is None:
         print("ferry's local Prefect server is not running")
@@ -728,9 +730,11 @@ def server_status(*, verbose: Verbose = False) -> int:
 
 @server.command(name="stop")
 def server_stop(*, verbose: Verbose = False) -> int:
-    """stop it (the runs it recorded are kept for the next start)"""
-    from flows import local_server
+    """stop it, and the warm process of the ferry command (the runs it recorded are kept for
+    the next start)"""
+    from flows import local_server, warm
 
+    warm.stop_all()
     found = local_server.stop()
     print(
         f"stopped ferry's local Prefect server ({found.ui_url})"

@@ -18,6 +18,8 @@ os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
 # A command a test runs with no PREFECT_API_URL starts ferry's local Prefect server: it lives in a
 # folder of this session's, and is stopped when the session ends (never the user's own).
 os.environ["FERRY_HOME"] = tempfile.mkdtemp(prefix="ferry-home-")
+# Each command runs in its own process; tests/test_warm.py tests the warm start on its own.
+os.environ["FERRY_WARM"] = "0"
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -1,0 +1,151 @@
+"""The warm start of the `ferry` command (`flows.warm`): after the first job command, the next
+ones are run by a fork of a process that has everything loaded, and behave exactly as before:
+same output, same exit codes, Ctrl-C cancels, and killing the command kills its work."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from flows import warm
+
+
+@pytest.fixture
+def warm_home(tmp_path, monkeypatch, prefect_api):
+    """A state directory of the test's own, warm starts on, and the API of the test session."""
+    from prefect.settings import PREFECT_API_URL
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("FERRY_HOME", str(home))
+    monkeypatch.setenv("FERRY_WARM", "1")
+    monkeypatch.setenv("PREFECT_API_URL", PREFECT_API_URL.value())
+    yield home
+    warm.stop_all()
+
+
+def ferry(*args, **kwargs):
+    return subprocess.run(
+        [sys.executable, "-m", "flows.warm", *args],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=600,
+        **kwargs,
+    )
+
+
+def wait_for_warm(deadline: float = 300) -> None:
+    end = time.monotonic() + deadline
+    while not os.path.exists(warm.socket_path()):
+        assert time.monotonic() < end, "the warm process did not start"
+        time.sleep(0.5)
+
+
+def log_path() -> str:
+    return warm.socket_path()[: -len(".sock")] + ".log"
+
+
+def served() -> list[str]:
+    with open(log_path()) as f:
+        return f.read().splitlines()
+
+
+def test_the_second_command_runs_warm_with_the_same_output_and_exit_codes(
+    warm_home, tmp_path, bucket, s3_client
+):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_bytes(b"data")
+    first = ferry("export", str(src), f"s3://{bucket}/one", "--report-dir", str(tmp_path / "r"))
+    assert first.returncode == 0, first.stderr
+    assert not os.path.exists(log_path())  # the first one ran on its own
+    wait_for_warm()
+
+    second = ferry("export", str(src), f"s3://{bucket}/two", "--report-dir", str(tmp_path / "r"))
+    assert second.returncode == 0, second.stderr
+    assert "1 ok · 0 skipped · 0 rejected · 0 failed" in second.stdout
+    assert s3_client.get_object(Bucket=bucket, Key="two/f")["Body"].read() == b"data"
+    assert len(served()) == 1 and " export pid " in served()[0] and served()[0].endswith("exit 0")
+
+    wrong = ferry("import", "s3://no-such-bucket-here/x", str(tmp_path / "d"))
+    assert wrong.returncode == 2
+    assert (
+        wrong.stderr.strip() == "ferry: error: bucket does not exist: s3://no-such-bucket-here/x/"
+    )
+    assert served()[-1].endswith("exit 2")
+
+    status = ferry("server", "status")
+    assert f"ferry's warm process is running: pid {warm.running()[0][0]}, 2 commands run" in (
+        status.stdout
+    )
+
+
+def _slow_export(tmp_path, bucket):
+    src = tmp_path / "slow"
+    src.mkdir()
+    for i in range(60):
+        (src / f"f{i:02d}").write_bytes(b"x" * 100_000)  # 12 s at 0.5 MB/s
+    return subprocess.Popen(
+        [sys.executable, "-m", "flows.warm", "export", str(src), f"s3://{bucket}/c"]
+        + ["--bandwidth-mbps", "0.5", "--report-dir", str(tmp_path / "r")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def _until_copying(proc, s3_client, bucket) -> None:
+    deadline = time.monotonic() + 600
+    while not s3_client.list_objects_v2(Bucket=bucket).get("KeyCount", 0):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.2)
+
+
+def _start_warm() -> None:
+    subprocess.Popen(
+        [sys.executable, "-m", "flows.warm", "serve", warm.fingerprint()],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    wait_for_warm()
+
+
+def test_ctrl_c_reaches_the_warm_command(warm_home, tmp_path, bucket, s3_client):
+    _start_warm()
+    proc = _slow_export(tmp_path, bucket)
+    _until_copying(proc, s3_client, bucket)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 3, err
+    assert "cancelling" in err and "manifest: " in out
+    assert served()[-1].endswith("exit 3")
+
+
+def test_killing_the_command_kills_its_warm_work(warm_home, tmp_path, bucket, s3_client):
+    _start_warm()
+    proc = _slow_export(tmp_path, bucket)
+    _until_copying(proc, s3_client, bucket)
+    proc.kill()  # kill -9: no chance to forward anything
+    proc.wait()
+    deadline = time.monotonic() + 60
+    while not os.path.exists(log_path()):
+        assert time.monotonic() < deadline, "the warm work outlived its command"
+        time.sleep(0.2)
+    assert served()[-1].endswith(f"exit -{signal.SIGKILL.value}")
+    copied = s3_client.list_objects_v2(Bucket=bucket)["KeyCount"]
+    time.sleep(3)  # nothing more is written once the work is gone
+    assert s3_client.list_objects_v2(Bucket=bucket)["KeyCount"] == copied < 60
+
+
+def test_a_change_to_the_code_or_python_changes_the_warm_process(monkeypatch):
+    before = warm.fingerprint()
+    monkeypatch.setattr(sys, "executable", sys.executable + "-other")
+    assert warm.fingerprint() != before
