@@ -17,7 +17,10 @@ from pydantic.fields import FieldInfo
 
 Url = Annotated[
     str,
-    Field(min_length=1, description="A directory path, or an S3 URL (`s3://bucket/prefix`)."),
+    Field(
+        min_length=1,
+        description="A directory path, or a bucket URL (`s3://`, `gs://` or `az://bucket/prefix`).",
+    ),
 ]
 DirectoryPath = Annotated[
     str,
@@ -25,7 +28,10 @@ DirectoryPath = Annotated[
 ]
 BucketUrl = Annotated[
     str,
-    Field(min_length=1, description="A bucket prefix: `s3://bucket/prefix` (or `s3://bucket`)."),
+    Field(
+        min_length=1,
+        description="A bucket prefix: `s3://bucket/prefix` (or `s3://bucket`; `gs://`, `az://`).",
+    ),
 ]
 WholeBucket = Annotated[
     str,
