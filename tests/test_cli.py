@@ -100,7 +100,7 @@ def test_unreachable_endpoint_exits_2(tmp_path):
     [
         (["export", "s3://b-x/a", "s3://b-x/b"], "export reads a directory"),
         (["import", "/tmp", "/tmp"], "import reads a bucket"),
-        (["export", "/tmp", "gs://bucket/x"], "unsupported URL scheme 'gs'"),
+        (["export", "/tmp", "ftp://host/x"], "unsupported URL scheme 'ftp'"),
         (["export", "/tmp", "s3:///x"], "no bucket in URL"),
         (["import", "s3://b-x/a//b", "/tmp/x"], "empty path segment"),
         (["export", "/tmp", "s3://b-x/x", "--include", " "], "empty include/exclude pattern"),
