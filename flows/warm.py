@@ -125,6 +125,17 @@ def run_warm(argv: list[str]) -> int | None:
     return 1
 
 
+def _answers(path: str) -> bool:
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        probe.close()
+
+
 def start_in_background() -> None:
     """Start a warm process for the next commands, unless one is running or starting."""
     import subprocess
@@ -132,11 +143,13 @@ def start_in_background() -> None:
     fp = fingerprint()
     path = socket_path(fp)
     starting = path + ".starting"
-    try:
-        if os.path.exists(path) or time.time() - os.path.getmtime(starting) < 120:
-            return
-    except OSError:
-        pass
+    if _answers(path):
+        return
+    with contextlib.suppress(OSError):
+        if time.time() - os.path.getmtime(starting) < 120:
+            return  # another command is starting it
+    with contextlib.suppress(OSError):
+        os.unlink(path)  # a socket nobody answers on: its process died
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(starting, "w") as marker:
@@ -297,14 +310,8 @@ def serve(fp: str) -> None:
     if threading.active_count() != 1:
         return  # forking with threads alive is not safe: no warm start here
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        probe.connect(path)
+    if _answers(path):
         return  # another warm process answers there
-    except OSError:
-        pass
-    finally:
-        probe.close()
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)

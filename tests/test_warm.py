@@ -149,3 +149,23 @@ def test_a_change_to_the_code_or_python_changes_the_warm_process(monkeypatch):
     before = warm.fingerprint()
     monkeypatch.setattr(sys, "executable", sys.executable + "-other")
     assert warm.fingerprint() != before
+
+
+def test_a_socket_left_by_a_dead_warm_process_is_replaced(warm_home, tmp_path, bucket):
+    """A warm process killed outright leaves its socket: the next command runs on its own, and
+    starts a new warm process in its place."""
+    import socket
+
+    os.makedirs(warm_home, exist_ok=True)
+    dead = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    dead.bind(warm.socket_path())  # bound, never listening: nothing answers
+    dead.close()
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_bytes(b"1")
+    first = ferry("export", str(src), f"s3://{bucket}/x", "--report-dir", str(tmp_path / "r"))
+    assert first.returncode == 0, first.stderr
+    deadline = time.monotonic() + 300
+    while not warm.running():
+        assert time.monotonic() < deadline, "no warm process replaced the dead one"
+        time.sleep(0.5)
