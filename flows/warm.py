@@ -225,16 +225,46 @@ def main() -> None:
 # --- the warm process -----------------------------------------------------------------------------
 
 
-def _preload() -> None:
-    """Everything a job command loads before its first byte (none of it starts a thread)."""
-    import obstore.store  # noqa: F401
-    import pyarrow.parquet  # noqa: F401
-    import s3fs  # noqa: F401
+#: What a job command loads before its first byte (none of it starts a thread). What a command
+#: loads beyond this is learned: the fork writes the names down, and the warm process loads them
+#: while idle, before the next command (`_learn`).
+PRELOAD = (
+    "obstore.store",
+    "pyarrow.parquet",
+    "s3fs",
+    "fastapi.encoders",
+    "prefect.flow_engine",
+    "prefect.task_engine",
+    "prefect.utilities.visualization",
+    "flows.cli",
+    "flows.console",
+    "flows.convert",
+    "flows.local_server",
+    "flows.transfer",
+    "flows.verify",
+)
 
-    import flows.cli  # noqa: F401
-    import flows.convert  # noqa: F401
-    import flows.transfer  # noqa: F401
-    import flows.verify  # noqa: F401
+
+def _preload(names) -> None:
+    import importlib
+
+    for name in names:
+        with contextlib.suppress(Exception):  # a module that does not load is loaded later
+            importlib.import_module(name)
+
+
+def _learn(path: str) -> bool:
+    """Load what the last commands loaded that this process had not; False when doing so
+    started a thread (forking would no longer be safe)."""
+    import threading
+
+    try:
+        with open(path) as f:
+            names = [n for n in f.read().split() if n and n not in sys.modules]
+    except OSError:
+        return True
+    _preload(names)
+    return threading.active_count() == 1
 
 
 def _receive(conn: socket.socket) -> tuple[dict, list[int]]:
@@ -251,11 +281,12 @@ def _receive(conn: socket.socket) -> tuple[dict, list[int]]:
     return json.loads(body), fds
 
 
-def _child(request: dict, fds: list[int], keep_closed: list) -> None:
+def _child(request: dict, fds: list[int], keep_closed: list, learned: str) -> None:
     """In the fork: become the command, run it, exit with its code. Never returns."""
     import atexit
     import io
 
+    loaded = set(sys.modules)
     code = 1
     try:
         for item in keep_closed:
@@ -292,6 +323,8 @@ def _child(request: dict, fds: list[int], keep_closed: list) -> None:
         code = 1
     finally:
         try:
+            with contextlib.suppress(OSError), open(learned, "a") as f:
+                f.write("".join(f"{name}\n" for name in set(sys.modules) - loaded))
             atexit._run_exitfuncs()  # the command's own (Prefect's log and event workers)
             for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
                 if stream is not None:
@@ -306,8 +339,9 @@ def serve(fp: str) -> None:
     import threading
 
     path = socket_path(fp)
-    _preload()
-    if threading.active_count() != 1:
+    _preload(PRELOAD)
+    learned = path[: -len(".sock")] + ".modules"
+    if not _learn(learned) or threading.active_count() != 1:
         return  # forking with threads alive is not safe: no warm start here
     os.makedirs(os.path.dirname(path), exist_ok=True)
     if _answers(path):
@@ -346,7 +380,7 @@ def serve(fp: str) -> None:
                         continue
                     pid = os.fork()
                     if pid == 0:
-                        _child(request, fds, [listener, *children.values()])
+                        _child(request, fds, [listener, *children.values()], learned)
                     for fd in fds:
                         os.close(fd)
                     conn.sendall(json.dumps({"pid": pid}).encode() + b"\n")
@@ -382,6 +416,8 @@ def serve(fp: str) -> None:
                     selector.unregister(conn)
                 conn.close()
                 last = time.monotonic()
+                if not children and not _learn(learned):
+                    return  # a module started a thread: stop forking (the finally cleans up)
     finally:
         for name in (path, pid_file):
             with contextlib.suppress(OSError):

@@ -136,7 +136,7 @@ def test_killing_the_command_kills_its_warm_work(warm_home, tmp_path, bucket, s3
     proc.kill()  # kill -9: no chance to forward anything
     proc.wait()
     deadline = time.monotonic() + 60
-    while not os.path.exists(log_path()):
+    while not (os.path.exists(log_path()) and served()):
         assert time.monotonic() < deadline, "the warm work outlived its command"
         time.sleep(0.2)
     assert served()[-1].endswith(f"exit -{signal.SIGKILL.value}")
