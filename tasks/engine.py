@@ -267,7 +267,7 @@ def _obstore_meta(result) -> Meta:
     )
 
 
-_STATUS = re.compile(r"status(?: code)?:? (\d{3})")
+_STATUS = re.compile(r"status(?: code)?:? (\d{3})(?: ([A-Za-z][A-Za-z' -]*[A-Za-z]))?")
 _XML = re.compile(r"<(Code|Message)>([^<]*)</\1>")
 
 
@@ -305,7 +305,8 @@ def store_error(exc: Exception, key: str) -> Exception:
     else:  # no answer from the store: refused, reset, timed out
         first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
         return ConnectionError(f"{first} ({key})")
-    message = found.get("Message") or text.strip().splitlines()[0]
+    phrase = status.group(2) if status is not None else None  # a HEAD's answer has no body
+    message = found.get("Message") or phrase or text.strip().splitlines()[0]
     message = message.replace("\\n", "\n").splitlines()[0]  # Azure adds its request id
     error = {"Code": code, "Message": message, "Key": key}
     metadata = {"HTTPStatusCode": status_code}
