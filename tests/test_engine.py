@@ -67,3 +67,35 @@ def test_names_obstore_cannot_hold_round_trip_through_aiobotocore(
     assert rows["tab\there"]["status"] == "ok", rows
     assert (back / "tab\there").read_bytes() == b"a tab in the name"
     assert (back / "empty").is_dir()
+
+
+def test_obstore_errors_read_like_the_stores_own():
+    import obstore.exceptions as ox
+    from botocore.exceptions import ClientError
+
+    from tasks.engine import store_error
+    from tasks.errors import describe, failure_code, is_transient
+    from tasks.rows import ReasonCode
+
+    busy = store_error(
+        ox.GenericError(
+            "Generic S3 error: Error performing HEAD http://h/b/k in 1ms - Server returned "
+            "non-2xx status code: 503 Service Unavailable"
+        ),
+        "k",
+    )
+    assert isinstance(busy, ClientError) and is_transient(busy)
+    assert describe(busy) == "503: Service Unavailable"
+    changed = store_error(ox.PreconditionError("Request precondition failure for path k"), "k")
+    assert failure_code(changed) == ReasonCode.OBJECT_CHANGED and not is_transient(changed)
+    denied = store_error(
+        ox.GenericError(
+            "Server returned non-2xx status code: 403 Forbidden: <Error><Code>AccessDenied</Code>"
+            "<Message>Access Denied</Message></Error>"
+        ),
+        "k",
+    )
+    assert describe(denied) == "AccessDenied: Access Denied"
+    assert failure_code(denied) == ReasonCode.ACCESS_DENIED
+    refused = store_error(ox.GenericError("HTTP error: error sending request"), "k")
+    assert isinstance(refused, ConnectionError) and is_transient(refused)
