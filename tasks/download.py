@@ -28,7 +28,7 @@ PART_SIZE = 16 * 2**20
 PARALLEL_THRESHOLD = 32 * 2**20
 #: Byte ranges read at once from one large object.
 STREAMS = 4
-CHUNK = 8 * 2**20
+CHUNK = 2**20  # 1 MiB: receiving and writing overlap (8 MiB: 0.76x rclone, 1 MiB: 1.12x)
 
 
 #: Writing here would leave the destination directory (a symbolic link on the way).
