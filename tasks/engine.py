@@ -1,6 +1,6 @@
 """The data plane: how an object's bytes and metadata travel, one request each.
 
-Two engines speak the same five calls (`put`, `get`, `head`, `open_range`, `delete`):
+Two engines speak the same four calls (`put`, `get`, `head`, `open_range`):
 
 - `ObstoreData`, through obstore (Python bindings of the Rust `object_store` crate that Apache
   Arrow uses): about a quarter of aiobotocore's client CPU per request. It is the engine whenever
@@ -94,9 +94,6 @@ class BotoData:
                     yield piece
 
             yield _boto_meta(response), chunks()
-
-    async def delete(self, key: str) -> None:
-        await self._client.delete_object(Bucket=self._bucket, Key=key)
 
 
 def _if_match(etag: str | None) -> dict:
@@ -245,14 +242,6 @@ class ObstoreData:
                     yield piece
 
         yield _obstore_meta(result), chunks()
-
-    async def delete(self, key: str) -> None:
-        import obstore
-
-        if not fits_obstore(key):
-            return await self._other(key).delete(key)
-        with _translated(key):
-            await obstore.delete_async(self._store, key)
 
 
 def _conditions(etag: str | None) -> dict:
