@@ -26,7 +26,8 @@ from tasks.retry import retrying
 
 PART_SIZE = 16 * 2**20
 PARALLEL_THRESHOLD = 32 * 2**20
-#: Byte ranges read at once from one large object.
+#: Byte ranges read at once from one large object, shared by the large objects read together
+#: (4 x 256 MiB from moto, same run: 4 ranges each 0.85x rclone, shared 1.46x).
 STREAMS = 4
 CHUNK = 2**20  # 1 MiB: receiving and writing overlap (8 MiB: 0.76x rclone, 1 MiB: 1.12x)
 
@@ -194,7 +195,13 @@ async def _ranged(client, job: Job, limits: TaskLimits, key: str, item: Item, fd
     resumed where it stopped. The Meta of the first range."""
     size = item.size
     await off_loop(os.ftruncate, fd, size)
-    span = max(PART_SIZE, math.ceil(size / STREAMS))
+    async with limits.large_object(STREAMS) as streams:
+        return await _ranges(client, job, limits, key, item, fd, streams)
+
+
+async def _ranges(client, job: Job, limits: TaskLimits, key: str, item: Item, fd: int, streams):
+    size = item.size
+    span = max(PART_SIZE, math.ceil(size / streams))
     first: list = []
 
     async def fetch(start: int, end: int) -> None:

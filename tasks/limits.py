@@ -4,6 +4,7 @@ them, within its `tasks.run.RunState`, and passes them to the steps."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -46,6 +47,8 @@ class TaskLimits:
     #: progress artifact; bytes count as they move, not when an entry ends)
     files_done: int = 0
     bytes_done: int = 0
+    #: large objects being read in byte ranges right now (they share the streams)
+    large_in_flight: int = 0
 
     def count(self, files: int, nbytes: int) -> None:
         with self._lock:
@@ -69,6 +72,22 @@ class TaskLimits:
     def objects(self) -> asyncio.Semaphore:
         """Objects in flight for the whole task (in this process)."""
         return self._gate("objects", self.concurrency)
+
+    @contextlib.asynccontextmanager
+    async def large_object(self, streams: int):
+        """Hold a place among the large objects in flight; yields how many byte ranges this one
+        may read at once: `streams` shared by the large objects that start together (at least
+        one each), so four large objects read as four streams, not sixteen."""
+        with self._lock:
+            self.large_in_flight += 1
+        try:
+            await asyncio.sleep(0)  # siblings started in the same pass register first
+            with self._lock:
+                share = max(1, streams // self.large_in_flight)
+            yield share
+        finally:
+            with self._lock:
+                self.large_in_flight -= 1
 
     def parts(self) -> asyncio.Semaphore:
         """Parts of large files in flight for the whole task (in this process)."""
