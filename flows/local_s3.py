@@ -30,10 +30,13 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def local_s3(*, timeout: float = 60.0, check_credentials: bool = False) -> Iterator[str]:
+def local_s3(
+    *, timeout: float = 60.0, check_credentials: bool = False, server: list[str] | None = None
+) -> Iterator[str]:
     """Start moto's S3 server on a free loopback port; yield its endpoint URL; stop it.
 
     With `check_credentials`, the server refuses keys it does not know, as a real store would.
+    `server` is the command that starts it, before its host and port (`python -m moto.server`).
     """
     port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
@@ -41,7 +44,7 @@ def local_s3(*, timeout: float = 60.0, check_credentials: bool = False) -> Itera
     if check_credentials:
         env["INITIAL_NO_AUTH_ACTION_COUNT"] = "0"
     process = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        [*(server or [sys.executable, "-m", "moto.server"]), "-H", "127.0.0.1", "-p", str(port)],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

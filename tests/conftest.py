@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 import uuid
 
@@ -213,3 +214,22 @@ def container(azure_endpoint):
     name = f"ferry-{uuid.uuid4().hex[:12]}"
     create_container(azure_endpoint, name)
     return name, options(azure_endpoint)
+
+
+@pytest.fixture(scope="session")
+def gcs_endpoint():
+    """A Google Cloud Storage XML endpoint on loopback (`tests/gcs_xml.py`: moto's server, which
+    also keeps `x-goog-meta-*`)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    with local_s3(server=[sys.executable, os.path.join(here, "gcs_xml.py")]) as endpoint:
+        yield endpoint
+
+
+@pytest.fixture
+def gcs_bucket(gcs_endpoint):
+    """A fresh gs:// bucket for one test: (name, the storage options that reach it)."""
+    from gcs_xml import create_bucket, options
+
+    name = f"ferry-{uuid.uuid4().hex[:12]}"
+    create_bucket(gcs_endpoint, name)
+    return name, options(gcs_endpoint)

@@ -108,8 +108,8 @@ def test_azure_endpoint_errors_are_one_clear_line(container, azure_endpoint):
 
 
 def test_gcs_urls_are_understood_and_their_options_checked():
-    """gs:// goes through the same obstore engine; no emulator on the package registries speaks
-    the XML API obstore uses, so only what needs no server is tested here."""
+    """gs:// goes through the same obstore engine (its requests: `tests/test_gcs.py`); what needs
+    no server is checked here."""
     prefix = parse_endpoint("gs://bucket/data", {"bearer_token": "t"})
     assert (prefix.scheme, prefix.bucket, prefix.prefix) == ("gs", "bucket", "data/")
     assert prefix.display == "gs://bucket/data/"
