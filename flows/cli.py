@@ -790,6 +790,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - the one place an unforeseen error meets the user
         if verbose:
             traceback.print_exc()
+        busy = _api_busy(exc)
+        if busy:
+            print(f"ferry: error: {busy}", file=sys.stderr)
+            return EXIT_CANNOT_RUN
         detail = " ".join(str(exc).split())[:300] or type(exc).__name__
         print(
             f"ferry: unexpected error: {type(exc).__name__}: {detail}"
@@ -797,6 +801,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_UNEXPECTED
+
+
+def _api_busy(exc: Exception) -> str | None:
+    """The message of a Prefect API that stayed busy through all of Prefect's client retries (a
+    server on SQLite answers 503 when writes race), or None for any other error."""
+    response = getattr(exc, "response", None)
+    status = getattr(response, "status_code", None)
+    if type(exc).__name__ != "PrefectHTTPStatusError" or status not in (429, 502, 503):
+        return None
+    url = str(getattr(response, "url", ""))
+    return (
+        f"the Prefect API is busy: it answered {status} {response.reason_phrase} to every try "
+        f"({url.split('/api/')[0]}/api): run the command again (a Prefect server on SQLite does "
+        "this under many concurrent writes; on PostgreSQL it does not)"
+    )
 
 
 def _one_line(exc: CycloptsError) -> str:

@@ -555,3 +555,38 @@ def test_the_command_line_answers_help_and_bad_arguments_without_loading_the_eng
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+def test_a_prefect_api_that_stays_busy_is_one_line_saying_so(tmp_path):
+    """A Prefect server whose SQLite is locked by racing writes answers 503 (its own handler's
+    body); when every one of Prefect's client retries gets it, the user reads what happened."""
+    import http.server
+    import threading
+
+    class Busy(http.server.BaseHTTPRequestHandler):
+        def answer(self) -> None:
+            body = b'{"exception_message": "Service Unavailable"}'
+            self.send_response(503)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_POST = do_PATCH = do_DELETE = answer
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Busy)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    api = f"http://127.0.0.1:{server.server_address[1]}/api"
+    try:
+        env = {**os.environ, "PREFECT_API_URL": api, "PREFECT_CLIENT_MAX_RETRIES": "1"}
+        proc = ferry("schedule", "pause", "nightly", env=env)
+    finally:
+        server.shutdown()
+    assert_one_line_error(
+        proc,
+        f"ferry: error: the Prefect API is busy: it answered 503 Service Unavailable to every try "
+        f"({api}): run the command again",
+    )

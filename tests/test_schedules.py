@@ -20,12 +20,28 @@ from conftest import tagged_bucket
 from flows.local_s3 import DEMO_CREDENTIALS, free_port
 
 
+def prefect_database(postgres_url: str) -> str:
+    """A fresh PostgreSQL database for a Prefect server. Prefect on SQLite answers a write that
+    races another (SQLITE_BUSY_SNAPSHOT, which its busy timeout does not wait out) with 503; with
+    `ferry serve` running exports beside it on a loaded machine, six tries of a schedule update in
+    a row got 503. Prefect recommends PostgreSQL beyond one user: so do these tests."""
+    import uuid
+
+    import psycopg
+
+    name = f"prefect_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_url.replace("+psycopg", ""), autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    return postgres_url.replace("+psycopg", "+asyncpg").rsplit("/", 1)[0] + f"/{name}"
+
+
 @pytest.fixture(scope="module")
-def prefect_server(tmp_path_factory):
+def prefect_server(tmp_path_factory, postgres_url):
     home = tmp_path_factory.mktemp("prefect-home")
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env.update(
+        PREFECT_API_DATABASE_CONNECTION_URL=prefect_database(postgres_url),
         PREFECT_HOME=str(home),
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
         PREFECT_UI_ENABLED="false",
