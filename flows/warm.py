@@ -350,6 +350,7 @@ def serve(fp: str) -> None:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
     listener.bind(path)
+    ours = os.stat(path).st_ino
     listener.listen(16)
     pid_file = path[: -len(".sock")] + ".pid"
     with open(pid_file, "w") as f:
@@ -364,12 +365,17 @@ def serve(fp: str) -> None:
     commands: dict[int, str] = {}
     log_file = path[: -len(".sock")] + ".log"
     last = checked = time.monotonic()
+    stale = False
     try:
-        while not stopping and (children or time.monotonic() - last < IDLE_SECONDS):
-            if time.monotonic() - checked > 5:
+        while children or not (stopping or stale or time.monotonic() - last >= IDLE_SECONDS):
+            if not stale and time.monotonic() - checked > 5:
                 checked = time.monotonic()
                 if not os.path.exists(path) or fingerprint() != fp:
-                    break  # the socket was removed, or the code changed: this process is stale
+                    # the socket was removed, or the code changed: this process is stale. It
+                    # takes no new command, and ends once the commands it runs have ended.
+                    stale = True
+                    selector.unregister(listener)
+                    listener.close()
             for key, _ in selector.select(timeout=0.2):
                 if key.fileobj is listener:
                     conn, _ = listener.accept()
@@ -419,9 +425,11 @@ def serve(fp: str) -> None:
                 if not children and not _learn(learned):
                     return  # a module started a thread: stop forking (the finally cleans up)
     finally:
-        for name in (path, pid_file):
-            with contextlib.suppress(OSError):
-                os.unlink(name)
+        with contextlib.suppress(OSError):
+            if os.stat(path).st_ino == ours:  # not a newer warm process's socket
+                os.unlink(path)
+        with contextlib.suppress(OSError):
+            os.unlink(pid_file)
 
 
 if __name__ == "__main__":

@@ -169,3 +169,33 @@ def test_a_socket_left_by_a_dead_warm_process_is_replaced(warm_home, tmp_path, b
     while not warm.running():
         assert time.monotonic() < deadline, "no warm process replaced the dead one"
         time.sleep(0.5)
+
+
+def test_a_warm_process_gone_stale_finishes_the_commands_it_runs(
+    warm_home, tmp_path, bucket, s3_client
+):
+    """The code changed (here: its socket removed, the other sign of a stale warm process) while
+    a command ran: it takes no new command, but the running one ends as it would have."""
+    _start_warm()
+    pid_file = warm.socket_path()[: -len(".sock")] + ".pid"
+    with open(pid_file) as f:
+        warm_pid = int(f.read())
+    proc = _slow_export(tmp_path, bucket)
+    _until_copying(proc, s3_client, bucket)
+    os.unlink(warm.socket_path())
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err
+    assert "60 ok · 0 skipped · 0 rejected · 0 failed" in out
+    assert s3_client.list_objects_v2(Bucket=bucket)["KeyCount"] == 60
+    deadline = time.monotonic() + 60
+    while os.path.exists(f"/proc/{warm_pid}") and "zombie" not in _state(warm_pid):
+        assert time.monotonic() < deadline, "the stale warm process did not end"
+        time.sleep(0.2)
+
+
+def _state(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return f.read().lower()
+    except OSError:
+        return "zombie"
