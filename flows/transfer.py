@@ -19,6 +19,7 @@ from flows import runview
 from flows.credentials import for_url, warn_plain_secrets
 from flows.options import Options, takes_options
 from flows.result import TaskResult, ends_truthfully, state_message
+from flows.workers import placement
 from tasks.apply import PartitionResult
 from tasks.endpoints import Directory, transfer_endpoints
 from tasks.errors import DestinationUnusable
@@ -166,19 +167,30 @@ def settle_checks(job: Job, items: list[Item], run: RunState) -> list[Item]:
 
 
 def _apply_partitions(job: Job, parts, report: ReportDir, run: RunState) -> None:
-    """One Prefect task run per partition, through the flow's task runner, each logged as it
-    ends. A partition that could not even record its rows gets failed rows."""
+    """One Prefect task run per partition, where `flows.workers.placement` puts them (the flow's
+    process, this machine's worker processes, or a Dask cluster), each logged as it ends. A
+    partition that could not even record its rows gets failed rows."""
+    if not parts:
+        return
     started = time.monotonic()
-    futures = {apply_step.submit(job, p, report, run): p for p in parts}
-    for future in as_completed(list(futures)):
-        part = futures[future]
-        try:
-            done = future.result()
-        except Exception as exc:
-            rows = [partition_failed_row(job, i, exc, now()) for i in part.items]
-            part_file = report.write_part(f"part-{part.index:05d}", rows)
-            done = PartitionResult(part.index, {"failed": len(rows)}, 0, part_file)
-        runview.log_partition(part.index, len(parts), done, time.monotonic() - started)
+    with placement(job.options, len(parts)) as placed:
+        if placed.runner is not None:
+            run_logger().info("%d partitions run on %s", len(parts), placed.where)
+        shared = run if placed.runner is None else run.shared_by(placed.processes)
+        futures = {
+            placed.submit(apply_step, job=job, part=p, report=report, run=shared): p for p in parts
+        }
+        for future in as_completed(list(futures)):
+            part = futures[future]
+            try:
+                done = future.result()
+            except Exception as exc:
+                rows = [partition_failed_row(job, i, exc, now()) for i in part.items]
+                part_file = report.write_part(f"part-{part.index:05d}", rows)
+                done = PartitionResult(part.index, {"failed": len(rows)}, 0, part_file)
+            if placed.runner is not None:  # counted over there: the progress hears it now
+                run.limits.count(sum(done.counts.values()), done.bytes)
+            runview.log_partition(part.index, len(parts), done, time.monotonic() - started)
 
 
 def make_root(directory: Directory) -> None:

@@ -26,7 +26,8 @@ from tasks.report_dir import local_report_root as local_report_root
 from tasks.rows import ROW_FIELDS, ManifestRow, declared
 
 #: 2: `reason_code` appended (version 1 had the columns before it, in the same order).
-SCHEMA_VERSION = "2"
+#: 3: `worker` appended (host:pid of the process that settled the entry).
+SCHEMA_VERSION = "3"
 
 #: Every task's statuses: copied (or compared equal); left as it was (unchanged, dry run,
 #: cancelled); refused before any write (a name that cannot travel, a key leaving the
@@ -58,6 +59,7 @@ MANIFEST_SCHEMA = pa.schema(
         pa.field("new_path", pa.string()),  # conversion only
         pa.field("rule", pa.string()),  # conversion only
         pa.field("reason_code", pa.string()),  # rows.ReasonCode: the reason, for programs
+        pa.field("worker", pa.string()),  # host:pid of the process that settled the entry
     ],
     metadata={"ferry.manifest.version": SCHEMA_VERSION},
 )
@@ -90,7 +92,8 @@ def _values(row: ManifestRow | Mapping[str, Any]) -> tuple:
     unknown = set(row) - set(COLUMNS)
     if unknown:
         raise ValueError(f"manifest row has keys that are not columns: {sorted(unknown)}")
-    return tuple(declared(name, row.get(name)) for name in COLUMNS)
+    values = tuple(declared(name, row.get(name)) for name in COLUMNS)
+    return values if values[-1] is not None else (*values[:-1], row_types.worker_id())
 
 
 class ReportDir:

@@ -85,7 +85,30 @@ Bandwidth = Annotated[
 ]
 Concurrency = Annotated[
     int,
-    Field(ge=1, le=4096, description="Objects in flight at once across the task (per process)."),
+    Field(
+        ge=1,
+        le=4096,
+        description="Objects in flight at once across the whole task (shared by its workers).",
+    ),
+]
+Workers = Annotated[
+    int | None,
+    Field(
+        ge=1,
+        le=1024,
+        description="Processes that run the task's partitions at once, each with its own event "
+        "loop and storage client. Default: the machine's cores; 1 runs every partition in the "
+        "flow's own process. The bandwidth cap and concurrency are the task's: the workers "
+        "share them.",
+    ),
+]
+DaskAddress = Annotated[
+    str | None,
+    Field(
+        description="Address of an existing Dask scheduler (tcp://host:8786): the partitions "
+        "run on its workers, through prefect-dask. Default: $FERRY_DASK_ADDRESS, else this "
+        "machine's worker processes.",
+    ),
 ]
 PartitionFiles = Annotated[
     int,
@@ -311,6 +334,8 @@ class Options(BaseModel):
     verify: Annotated[VerifyMode, For(*TRANSFERS, "verify")] = "size-mtime"
     bandwidth_mbps: Annotated[Bandwidth, For(*COPIES), Cli("--bandwidth-mbps", "MB/S")] = None
     concurrency: Annotated[Concurrency, For(*COPIES, "verify")] = 32
+    workers: Annotated[Workers, For(*TRANSFERS, *CHECKED)] = None
+    dask_address: Annotated[DaskAddress, For(*TRANSFERS, *CHECKED), Cli("--dask", "ADDRESS")] = None
     partition_files: Annotated[PartitionFiles, For(*TRANSFERS)] = DEFAULT_FILES
     partition_bytes: Annotated[PartitionBytes, For(*TRANSFERS)] = DEFAULT_BYTES
     report_dir: Annotated[ReportDirOption, For(*REPORTED)] = None

@@ -7,6 +7,8 @@ strings and its readers see no difference. Pure: no I/O.
 
 from __future__ import annotations
 
+import os
+import socket
 from dataclasses import dataclass, fields
 from datetime import datetime
 from enum import StrEnum
@@ -161,6 +163,15 @@ def declared(column: str, value: Any) -> Any:
         raise ValueError(f"manifest row has an undeclared {column}: {value!r}") from None
 
 
+_HOST = socket.gethostname()
+
+
+def worker_id() -> str:
+    """Where an entry was settled: `host:pid` of this process (a worker process or a Dask
+    worker's, or the flow's own)."""
+    return f"{_HOST}:{os.getpid()}"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ManifestRow:
     """One manifest row: exactly the columns of `MANIFEST_SCHEMA`, in its order. A field whose
@@ -186,8 +197,11 @@ class ManifestRow:
     new_path: str | None = None  # conversion only
     rule: str | None = None  # conversion only
     reason_code: ReasonCode | None = None  # why, for programs
+    worker: str | None = None  # host:pid of the process that settled the entry (this one)
 
     def __post_init__(self) -> None:
+        if self.worker is None:
+            object.__setattr__(self, "worker", worker_id())
         for name in _ENUMS:
             object.__setattr__(self, name, declared(name, getattr(self, name)))
         if (self.reason is None) != (self.reason_code is None):

@@ -4,8 +4,9 @@ progress counters with whoever listens to them.
 
 Nothing of it is a module global. Within one process (the default thread task runner) the object
 itself travels to every partition, so they share one cap and one set of slots. Pickled to another
-process (a Dask worker), it arrives with state of its own there: a fresh cap and slots (the cap
-then applies per process), a watch on the same flow run for cancellation, and no listener.
+process (a worker process or a Dask worker), it arrives with state of its own there: its share of
+the cap and slots (`shared_by`: with n processes, 1/n of each, so the task's limits hold across
+them), a watch on the same flow run for cancellation, and no listener.
 """
 
 from __future__ import annotations
@@ -28,16 +29,21 @@ class RunState:
         concurrency: int = 32,
         part_concurrency: int = 16,
         listener: Listener | None = None,
+        share: int = 1,
     ) -> None:
         self.task_id = task_id
         self._config = {
             "bandwidth_mbps": bandwidth_mbps,
             "concurrency": concurrency,
             "part_concurrency": part_concurrency,
+            "share": share,
         }
-        rate = bandwidth_mbps * MB if bandwidth_mbps else None
+        rate = bandwidth_mbps * MB / share if bandwidth_mbps else None
         self.limits = TaskLimits(
-            Bandwidth(rate), concurrency, part_concurrency, on_count=self._advance
+            Bandwidth(rate),
+            max(1, concurrency // share),
+            max(1, part_concurrency // share),
+            on_count=self._advance,
         )
         self._watch = Watch(task_id)
         self.cancelled = self._watch.event
@@ -78,6 +84,15 @@ class RunState:
     def _advance(self, files: int, nbytes: int) -> None:
         if self.listener is not None:
             self.listener("advance", files, nbytes)
+
+    def shared_by(self, processes: int) -> RunState:
+        """What travels to partitions run by `processes` processes at once: each process's
+        limits are 1/n of the task's (pickled as configuration; nothing of this process's own
+        state goes)."""
+        shared = object.__new__(RunState)
+        shared.task_id = self.task_id
+        shared._config = {**self._config, "share": max(1, processes)}
+        return shared
 
     def __getstate__(self) -> dict:
         return {"task_id": self.task_id, **self._config}

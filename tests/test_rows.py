@@ -33,10 +33,11 @@ def test_the_row_type_has_the_schema_s_columns_in_order_with_the_same_nullabilit
         assert nullable(hints[field.name]) == field.nullable, field.name
 
 
-def test_reason_code_is_the_last_column_of_schema_version_2():
-    assert COLUMNS[-2:] == ("rule", "reason_code")
+def test_worker_is_the_last_column_of_schema_version_3_after_version_2_s_reason_code():
+    assert COLUMNS[-3:] == ("rule", "reason_code", "worker")
     assert MANIFEST_SCHEMA.field("reason_code").type == pa.string()
-    assert MANIFEST_SCHEMA.metadata[b"ferry.manifest.version"] == SCHEMA_VERSION.encode() == b"2"
+    assert MANIFEST_SCHEMA.field("worker").type == pa.string()
+    assert MANIFEST_SCHEMA.metadata[b"ferry.manifest.version"] == SCHEMA_VERSION.encode() == b"3"
 
 
 def test_the_declared_statuses_are_the_enum_s():

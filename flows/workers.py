@@ -1,0 +1,111 @@
+"""Where a task's partitions run: the flow's own process, this machine's worker processes, or an
+existing Dask cluster. Always through a Prefect task runner (Prefect's `ProcessPoolTaskRunner`,
+prefect-dask's `DaskTaskRunner`), so each partition stays a task run of the flow run, and nothing
+here schedules, retries or moves work itself.
+
+- `workers` (default: the machine's cores) worker processes, each with its own event loop and
+  storage client, run the partitions when there is more than one partition; one partition, or
+  `workers=1`, runs in the flow's process as before.
+- `dask_address` (or `FERRY_DASK_ADDRESS`) sends them to the scheduler at that address instead:
+  Dask places them on its workers and runs a partition again elsewhere when its worker dies.
+
+The task's limits hold across the processes: each of the `n` processes that may run partitions
+at once gets `1/n` of the bandwidth cap and of the objects in flight (`RunState.shared_by`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from tasks.errors import UsageError
+
+#: The environment variable naming a Dask scheduler when `dask_address` is not given.
+DASK_ENV = "FERRY_DASK_ADDRESS"
+
+
+@dataclass
+class Placement:
+    """Where partitions run: `runner` (None: the flow's own task runner, in its process), and how
+    many processes share the task's limits (`processes`)."""
+
+    runner: Any
+    processes: int
+    where: str
+
+    def submit(self, task, **parameters):
+        """A Prefect future of `task(**parameters)`, as a task run of the current flow run."""
+        if self.runner is None:
+            return task.submit(**parameters)
+        return self.runner.submit(task, parameters=parameters)
+
+
+def dask_address(options) -> str | None:
+    return options.dask_address or os.environ.get(DASK_ENV) or None
+
+
+def worker_count(options) -> int:
+    return options.workers or os.cpu_count() or 1
+
+
+@contextlib.contextmanager
+def placement(options, partitions: int) -> Iterator[Placement]:
+    """The placement of a task's `partitions` (a context: the runner is started and stopped)."""
+    address = dask_address(options)
+    if address:
+        with _dask(address) as (runner, workers):
+            processes = max(1, min(workers, partitions))
+            yield Placement(runner, processes, f"Dask at {address} ({workers} workers)")
+        return
+    processes = min(worker_count(options), partitions, options.concurrency)
+    if processes <= 1:
+        yield Placement(None, 1, "the flow's process")
+        return
+    from prefect.task_runners import ProcessPoolTaskRunner
+
+    with _api_for_workers(), ProcessPoolTaskRunner(max_workers=processes) as runner:
+        yield Placement(runner, processes, f"{processes} worker processes")
+
+
+@contextlib.contextmanager
+def _api_for_workers():
+    """The worker processes reach the flow's own Prefect API: the one in the environment, or
+    else the one this process uses (a temporary local API, or a test harness's), put in the
+    environment they start with. Without it each worker would start a temporary API of its own
+    (15-30 s) and record its task runs where nobody looks."""
+    if os.environ.get("PREFECT_API_URL"):
+        yield
+        return
+    from prefect.client.orchestration import get_client
+
+    os.environ["PREFECT_API_URL"] = str(get_client(sync_client=True).api_url).rstrip("/")
+    try:
+        yield
+    finally:
+        os.environ.pop("PREFECT_API_URL", None)
+
+
+@contextlib.contextmanager
+def _dask(address: str):
+    try:
+        from prefect_dask import DaskTaskRunner
+    except ImportError:
+        raise UsageError(
+            "running on a Dask cluster needs prefect-dask: pip install 'ferry[dask]'",
+            where=address,
+        ) from None
+    runner = DaskTaskRunner(address=address, client_kwargs={"timeout": "30s"})
+    try:
+        runner.__enter__()
+    except (OSError, TimeoutError) as exc:
+        raise UsageError(
+            f"cannot reach the Dask scheduler ({' '.join(str(exc).split())[:200]})", where=address
+        ) from None
+    try:
+        workers = len(runner.client.scheduler_info(n_workers=-1).get("workers", {}))
+        yield runner, max(1, workers)
+    finally:
+        runner.__exit__(None, None, None)
