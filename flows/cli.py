@@ -280,10 +280,12 @@ def preflight(job: str, parameters: dict[str, Any]) -> None:
     from tasks.endpoints import BucketPrefix, Directory, parse_endpoint, transfer_endpoints
     from tasks.listing import Filter
     from tasks.preflight import check_bucket, check_directory, check_metadata_url, whole_bucket
+    from flows.workers import check_dask
     from tasks.report_dir import check_report_dir
 
     options = Options(**{k: v for k, v in parameters.items() if k in Options.model_fields})
     check_report_dir(options.report_dir)
+    check_dask(options)
     block = options.credentials_block
 
     def side(url: str, storage: dict | None) -> dict | None:

@@ -19,7 +19,7 @@ from flows import runview
 from flows.credentials import for_url, warn_plain_secrets
 from flows.options import Options, takes_options
 from flows.result import TaskResult, ends_truthfully, state_message
-from flows.workers import placement
+from flows.workers import check_dask, placement
 from tasks.apply import PartitionResult
 from tasks.endpoints import Directory, transfer_endpoints
 from tasks.errors import DestinationUnusable
@@ -69,6 +69,7 @@ def run_transfer(direction: str, source: str, destination: str, options: Options
     # a wrong path or bucket fails here, as one line, before any task run
     check_directory(directory, must_exist=direction == "export")
     check_bucket(bucket)
+    check_dask(options)
 
     if direction == "export":
         src_future = list_directory_step.submit(directory, must_exist=True)

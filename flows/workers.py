@@ -51,6 +51,29 @@ def worker_count(options) -> int:
     return options.workers or os.cpu_count() or 1
 
 
+def check_dask(options) -> None:
+    """A Dask scheduler address that is malformed or does not answer is one line, before any
+    listing (a TCP connection to it, 5 s at most)."""
+    address = dask_address(options)
+    if not address:
+        return
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(address if "://" in address else f"tcp://{address}")
+    try:
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        host = port = None
+    if parts.scheme not in ("tcp", "tls") or not host or not port:
+        raise UsageError("not a Dask scheduler address (try tcp://host:8786)", where=address)
+    try:
+        socket.create_connection((host, port), timeout=5).close()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise UsageError(f"cannot reach the Dask scheduler ({reason})", where=address) from None
+
+
 @contextlib.contextmanager
 def placement(options, partitions: int) -> Iterator[Placement]:
     """The placement of a task's `partitions` (a context: the runner is started and stopped)."""

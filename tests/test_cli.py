@@ -131,6 +131,8 @@ def test_wrong_arguments_exit_2_naming_the_problem(args, fragment):
         (["--partition-bytes", "lots"], "not a size: 'lots'"),
         (["--overwrite", "sometimes"], "invalid choice: 'sometimes'"),
         (["--destination-option", "novalue"], "expected KEY=VALUE"),
+        (["--workers", "0"], "argument --workers: input should be greater than or equal to 1"),
+        (["--workers", "many"], "argument --workers"),
     ],
 )
 def test_bad_option_values_exit_2(option, fragment):
@@ -590,3 +592,24 @@ def test_a_prefect_api_that_stays_busy_is_one_line_saying_so(tmp_path):
         f"ferry: error: the Prefect API is busy: it answered 503 Service Unavailable to every try "
         f"({api}): run the command again",
     )
+
+
+@pytest.mark.parametrize(
+    ("address", "message"),
+    [
+        ("http://127.0.0.1:8786", "not a Dask scheduler address (try tcp://host:8786): "),
+        ("tcp://127.0.0.1", "not a Dask scheduler address (try tcp://host:8786): "),
+        ("tcp://127.0.0.1:{port}", "cannot reach the Dask scheduler (Connection refused): "),
+    ],
+)
+def test_a_dask_address_that_cannot_work_is_one_line(tmp_path, bucket, address, message):
+    from flows.local_s3 import free_port
+
+    address = address.format(port=free_port())
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_bytes(b"1")
+    proc = ferry("export", str(src), f"s3://{bucket}/x", "--dask", address)
+    assert_one_line_error(proc, message + address)
+    by_env = ferry("export", str(src), f"s3://{bucket}/x", env={"FERRY_DASK_ADDRESS": address})
+    assert_one_line_error(by_env, message + address)
