@@ -277,10 +277,10 @@ def _run_job(job: str, parameters: dict[str, Any], flags: dict[str, Any]) -> int
 def preflight(job: str, parameters: dict[str, Any]) -> None:
     """Check both endpoints before starting Prefect, so a wrong path or bucket fails in a second
     with one line, not after the API has started. Raises FerryError."""
+    from flows.workers import check_dask
     from tasks.endpoints import BucketPrefix, Directory, parse_endpoint, transfer_endpoints
     from tasks.listing import Filter
     from tasks.preflight import check_bucket, check_directory, check_metadata_url, whole_bucket
-    from flows.workers import check_dask
     from tasks.report_dir import check_report_dir
 
     options = Options(**{k: v for k, v in parameters.items() if k in Options.model_fields})
