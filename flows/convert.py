@@ -18,6 +18,7 @@ from flows import runview
 from flows.credentials import for_url, warn_plain_secrets
 from flows.options import Options, takes_options
 from flows.result import TaskResult, ends_truthfully, state_message
+from flows.workers import check_dask, placement
 from hns.convert import changes, converted_message, examples, manifest_rows
 from hns.store import Store
 from tasks.archive import ARCHIVE_CLASSES
@@ -27,6 +28,7 @@ from tasks.convert_steps import (
     eligibility_step,
     list_step,
     plan_step,
+    tags_step,
     verify_namespace_step,
 )
 from tasks.endpoints import BucketPrefix
@@ -50,6 +52,7 @@ def convert_to_hns(bucket_url, *, metadata, options: Options) -> TaskResult:
         bucket_url, for_url(bucket_url, options.storage_options, options.credentials_block)
     )
     check_bucket(bucket)  # a wrong bucket or key is one line, before any task run
+    check_dask(options)
     check_metadata_url(metadata)
     store = Store(metadata)
     done = converted_message(store, bucket.bucket)
@@ -60,7 +63,10 @@ def convert_to_hns(bucket_url, *, metadata, options: Options) -> TaskResult:
     ts = int(time.time())
 
     objects = list_step(bucket)
-    problems = eligibility_step(bucket, objects, options.check_tags, options.retries)
+    problems = eligibility_step(bucket, objects, False, options.retries)
+    tagged = _tagged(bucket, objects, options) if options.check_tags else []
+    if tagged:
+        problems.append(f"{len(tagged)} objects carry tags: {examples(tagged)}")
     if problems:
         raise NotEligible(
             "not eligible for conversion (nothing was changed): " + "; ".join(problems),
@@ -101,6 +107,24 @@ def convert_to_hns(bucket_url, *, metadata, options: Options) -> TaskResult:
     runview.publish(done)
     runview.log_summary(done, state_message(result))
     return result
+
+
+#: Keys per partition of the tag check (one request each: seconds of work per partition).
+TAG_PARTITION = 5000
+
+
+def _tagged(bucket: BucketPrefix, objects, options: Options) -> list[str]:
+    """The tagged keys, checked in partitions where `flows.workers.placement` puts them."""
+    keys = [o.key for o in objects if o.storage_class not in ARCHIVE_CLASSES]
+    chunks = [tuple(keys[i : i + TAG_PARTITION]) for i in range(0, len(keys), TAG_PARTITION)]
+    if not chunks:
+        return []
+    with placement(options, len(chunks)) as placed:
+        futures = [
+            placed.submit(tags_step, bucket=bucket, keys=c, retries=options.retries, index=i)
+            for i, c in enumerate(chunks)
+        ]
+        return [key for future in futures for key in future.result()]
 
 
 def _report(report: ReportDir, bucket: BucketPrefix, started: float, dry_run: bool = False):

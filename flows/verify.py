@@ -11,6 +11,7 @@ from flows import runview
 from flows.credentials import for_url, warn_plain_secrets
 from flows.options import Options, takes_options
 from flows.result import TaskResult, ends_truthfully, state_message
+from flows.workers import check_dask, placement
 from tasks.endpoints import Directory, parse_endpoint
 from tasks.listing import Filter
 from tasks.manifest import ReportDir, check_report_dir
@@ -40,7 +41,11 @@ def verify_data(source, destination, options: Options) -> TaskResult:
     selected = Filter(options.include, options.exclude)
     task_id = str(flow_run.get_id() or "local")
     report = ReportDir(check_report_dir(options.report_dir), task_id)
-    rows = compare_step(src, dst, options, selected)
+    check_dask(options)
+    with placement(options, 1) as placed:  # on a Dask worker when there is a cluster
+        rows = placed.submit(
+            compare_step, source=src, destination=dst, options=options, selected=selected
+        ).result()
     report.write_part("compare", rows)
     done = report_step(
         report,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from prefect import task
 
-from hns.convert import eligibility_problems, list_objects, verify_namespace
+from hns.convert import eligibility_problems, list_objects, tagged_keys, verify_namespace
 from hns.plan import ConversionPlan, plan_conversion
 from hns.store import Store
 from tasks.endpoints import BucketPrefix
@@ -22,6 +22,13 @@ def eligibility_step(bucket: BucketPrefix, objects, check_tags: bool, retries: i
     return bucket.run(
         eligibility_problems, bucket.bucket, objects, check_tags=check_tags, retries=retries
     )
+
+
+@task(name="check-tags", task_run_name="check-tags-{index}", **STEP)
+def tags_step(bucket: BucketPrefix, keys: tuple[str, ...], retries: int, index: int = 0):
+    """The keys among `keys` whose objects carry tags (one request each): a partition of the
+    eligibility check, which may run on a worker process or a Dask worker."""
+    return bucket.run(tagged_keys, bucket.bucket, keys, retries)
 
 
 @task(name="plan-conversion", **STEP)

@@ -190,3 +190,32 @@ def test_a_worker_killed_mid_partition_costs_nothing(
     assert names == sorted(os.listdir(src)), names  # no temporary left beside them
     for name in names:
         assert (back / name).read_bytes() == (src / name).read_bytes()
+
+
+def test_verify_and_the_conversion_s_tag_check_run_on_the_cluster(
+    tmp_path, bucket, s3_client, reports, dask_cluster
+):
+    from distributed import get_task_stream
+
+    from flows import convert_to_hns, verify_data
+    from tasks.errors import NotEligible
+
+    address, client = dask_cluster
+    src = tmp_path / "src"
+    tree(src, 4, 100)
+    export_data(str(src), f"s3://{bucket}/v", report_dir=reports)
+    compared = verify_data(str(src), f"s3://{bucket}/v", dask_address=address, report_dir=reports)
+    assert compared.ok and compared.counts["ok"] == 4
+    pids = {int(r["worker"].split(":")[1]) for r in manifest_rows(compared).values()}
+    assert pids <= worker_pids(client), pids
+
+    s3_client.put_object(Bucket=bucket, Key="tagged", Body=b"1", Tagging="team=ml")
+    with get_task_stream(client) as stream:
+        with pytest.raises(NotEligible, match="1 objects carry tags: 'tagged'"):
+            convert_to_hns(
+                f"s3://{bucket}",
+                metadata=f"sqlite:///{tmp_path / 'ns.db'}",
+                dask_address=address,
+                report_dir=reports,
+            )
+    assert any("tags" in str(task["key"]) for task in stream.data), stream.data
