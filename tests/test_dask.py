@@ -210,12 +210,14 @@ def test_verify_and_the_conversion_s_tag_check_run_on_the_cluster(
     assert pids <= worker_pids(client), pids
 
     s3_client.put_object(Bucket=bucket, Key="tagged", Body=b"1", Tagging="team=ml")
-    with get_task_stream(client) as stream:
-        with pytest.raises(NotEligible, match="1 objects carry tags: 'tagged'"):
-            convert_to_hns(
-                f"s3://{bucket}",
-                metadata=f"sqlite:///{tmp_path / 'ns.db'}",
-                dask_address=address,
-                report_dir=reports,
-            )
+    with (
+        get_task_stream(client) as stream,
+        pytest.raises(NotEligible, match="1 objects carry tags: 'tagged'"),
+    ):
+        convert_to_hns(
+            f"s3://{bucket}",
+            metadata=f"sqlite:///{tmp_path / 'ns.db'}",
+            dask_address=address,
+            report_dir=reports,
+        )
     assert any("tags" in str(task["key"]) for task in stream.data), stream.data
