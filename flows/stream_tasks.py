@@ -10,6 +10,7 @@ renamed into place complete or removed.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import threading
@@ -25,7 +26,8 @@ from flows.options import Options, takes_options
 from flows.result import TaskResult, ends_truthfully, state_message
 from flows.runview import log_batch
 from flows.transfer import settle_checks
-from tasks.apply import PROBLEMS_SHOWN
+from flows.workers import Placement, dask_address, placement, worker_count
+from tasks.apply import PROBLEMS_SHOWN, PartitionResult
 from tasks.endpoints import transfer_endpoints
 from tasks.job import Job, decided_row
 from tasks.listing import Entry, Filter, without_reports
@@ -39,6 +41,8 @@ from tasks.steps import apply_step, list_bucket_step, list_directory_step
 from tasks.watch import Pending, Watcher
 
 SUBMISSION_KEY = "ferry-submit"
+#: A batch of this many bytes or more is split among the workers (a checkpoint of large files).
+WIDE_BATCH = 64 * 2**20
 
 
 def submit_files(task_id: str, paths: list[str]) -> None:
@@ -112,13 +116,57 @@ class _Session:
         self.batches = 0
         self.troubled = 0  # batches with a failed or rejected entry
         self.run = RunState.of(job)
+        self.parts = 0  # partitions so far: each batch is one, or one per worker when large
+        self._stack = contextlib.ExitStack()
+        self._placed: Placement | None = None
 
     def __enter__(self) -> _Session:
         self.run.__enter__()
         return self
 
     def __exit__(self, *exc) -> None:
+        self._stack.close()
         self.run.__exit__(*exc)
+
+    def _split(self, work) -> list[Partition]:
+        """A batch as partitions: one, or for a batch of WIDE_BATCH bytes and more (a checkpoint
+        of large files) one per worker, balanced by bytes, so all workers write it back."""
+        ways = min(worker_count(self.job.options), len(work))
+        if dask_address(self.job.options) is None and (
+            ways <= 1 or sum(i.size for i in work) < WIDE_BATCH
+        ):
+            ways = 1
+        loads: list[list] = [[] for _ in range(max(1, ways))]
+        sizes = [0] * len(loads)
+        for item in sorted(work, key=lambda i: -i.size):
+            least = sizes.index(min(sizes))
+            loads[least].append(item)
+            sizes[least] += item.size
+        parts = []
+        for items in filter(None, loads):
+            parts.append(Partition(self.parts, tuple(items)))
+            self.parts += 1
+        return parts
+
+    def _apply(self, parts: list[Partition]) -> list[PartitionResult]:
+        """The batch's partitions, in the flow's process (one) or where `placement` puts them
+        (kept for the whole session, so its worker processes start once)."""
+        if len(parts) == 1 and dask_address(self.job.options) is None:
+            return [apply_step(self.job, parts[0], self.report, self.run)]
+        if self._placed is None:
+            ways = worker_count(self.job.options)
+            self._placed = self._stack.enter_context(placement(self.job.options, ways))
+        placed = self._placed
+        shared = self.run if placed.runner is None else self.run.shared_by(placed.processes)
+        futures = [
+            placed.submit(apply_step, job=self.job, part=p, report=self.report, run=shared)
+            for p in parts
+        ]
+        done = [f.result() for f in futures]
+        if placed.runner is not None:  # counted over there: the progress hears it now
+            for d in done:
+                self.run.limits.count(sum(d.counts.values()), d.bytes)
+        return done
 
     def ending(self) -> str | None:
         """Why the task should end now, or None."""
@@ -155,11 +203,10 @@ class _Session:
         )
         failed: set[str] = set()
         if work:
-            batch = Partition(self.batches, tuple(work))
-            done = apply_step(self.job, batch, self.report, self.run)
-            counts.update(done.counts)
-            nbytes, problems = done.bytes, problems + list(done.problems)
-            failed = set(done.failed)
+            for done in self._apply(self._split(work)):
+                counts.update(done.counts)
+                nbytes, problems = nbytes + done.bytes, problems + list(done.problems)
+                failed |= set(done.failed)
         log_batch(self.batches, counts, nbytes, time.monotonic() - started, problems)
         if counts.get("failed") or counts.get("rejected"):
             self.troubled += 1

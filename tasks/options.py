@@ -334,8 +334,8 @@ class Options(BaseModel):
     verify: Annotated[VerifyMode, For(*TRANSFERS, "verify")] = "size-mtime"
     bandwidth_mbps: Annotated[Bandwidth, For(*COPIES), Cli("--bandwidth-mbps", "MB/S")] = None
     concurrency: Annotated[Concurrency, For(*COPIES, "verify")] = 32
-    workers: Annotated[Workers, For(*TRANSFERS, *CHECKED)] = None
-    dask_address: Annotated[DaskAddress, For(*TRANSFERS, *CHECKED), Cli("--dask", "ADDRESS")] = None
+    workers: Annotated[Workers, For(*COPIES, *CHECKED)] = None
+    dask_address: Annotated[DaskAddress, For(*COPIES, *CHECKED), Cli("--dask", "ADDRESS")] = None
     partition_files: Annotated[PartitionFiles, For(*TRANSFERS)] = DEFAULT_FILES
     partition_bytes: Annotated[PartitionBytes, For(*TRANSFERS)] = DEFAULT_BYTES
     report_dir: Annotated[ReportDirOption, For(*REPORTED)] = None

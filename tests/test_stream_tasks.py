@@ -130,6 +130,34 @@ def test_submitted_files_go_even_without_the_watcher(tmp_path, bucket, s3_client
     assert s3_client.get_object(Bucket=bucket, Key="sub/handed.pt")["Body"].read() == b"handed over"
 
 
+def test_a_checkpoint_of_large_files_is_written_back_by_all_workers(tmp_path, bucket, s3_client):
+    """A batch of 64 MiB or more is split among the workers, balanced by bytes; a small one
+    stays in the flow's process."""
+    from tasks.rows import worker_id
+
+    src = tmp_path / "src"
+    src.mkdir()
+    reports = str(tmp_path / "r")
+    thread, _, task_id = start(
+        stream_export,
+        source_dir=str(src),
+        destination=f"s3://{bucket}/ckpt",
+        watch=False,
+        workers=2,
+        report_dir=reports,
+    )
+    shards = {f"shard-{i}.pt": os.urandom(20 * 2**20) for i in range(4)}
+    for name, data in shards.items():
+        (src / name).write_bytes(data)
+    submit_files(task_id, [str(src / name) for name in shards])
+    manifest = finish(thread, task_id, reports, lambda m: len(m) >= 4)
+    assert set(manifest.status) == {"ok"}
+    workers = set(manifest.worker)
+    assert len(workers) == 2 and worker_id() not in workers, workers
+    for name, data in shards.items():
+        assert s3_client.get_object(Bucket=bucket, Key=f"ckpt/{name}")["Body"].read() == data
+
+
 def test_cancelling_abandons_in_flight_files_and_leaves_no_partial_upload(
     tmp_path, bucket, s3_client
 ):
