@@ -84,7 +84,7 @@ class HNSFileSystem(AbstractFileSystem):
 
     def ls(self, path, detail=True, **kwargs):
         path = self._strip_protocol(path)
-        with self.store.begin() as conn:
+        with self.store.reading() as conn:
             if not path:
                 names = self.store.active_buckets(conn)
                 out = [{"name": n, "size": 0, "type": "directory"} for n in names]
@@ -101,7 +101,7 @@ class HNSFileSystem(AbstractFileSystem):
         path = self._strip_protocol(path)
         if not path:
             return {"name": "", "size": 0, "type": "directory"}
-        with self.store.begin() as conn:
+        with self.store.reading() as conn:
             _, entry = self._entry(conn, path)
         return self._info(path, entry)
 
@@ -242,7 +242,7 @@ class HNSFileSystem(AbstractFileSystem):
     # --- contents -------------------------------------------------------------------------------
 
     def _object_path(self, path: str) -> tuple[str, NamespaceEntry]:
-        with self.store.begin() as conn:
+        with self.store.reading() as conn:
             ns, entry = self._entry(conn, path)
         if entry.kind != "file":
             raise IsADirectoryError(path)

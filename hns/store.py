@@ -90,6 +90,11 @@ _engines: dict[str, Engine] = {}
 _engines_lock = threading.Lock()
 
 
+#: The PostgreSQL advisory lock that writers of namespaces take in turn (any constant that no
+#: other application of the database uses).
+WRITER_LOCK = 0x6665727279  # "ferry"
+
+
 def engine_for(url: str) -> Engine:
     """One engine per URL per process; tables created on first use."""
     with _engines_lock:
@@ -144,6 +149,23 @@ class Store:
 
     @contextmanager
     def begin(self) -> Iterator[Connection]:
+        """A transaction that may write: writers of one metadata store take turns, so what a
+        writer read (a path's entry, a directory's subtree, whether a move makes a cycle) still
+        holds when it writes. Several processes writing, renaming and deleting at once lose no
+        update and leave no orphan entry. On PostgreSQL a transaction-scoped advisory lock; on
+        SQLite the write lock, taken before the first read (a read-then-write transaction would
+        otherwise fail when another writer commits in between)."""
+        with self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": WRITER_LOCK})
+            elif conn.dialect.name == "sqlite":
+                conn.execute(namespaces.update().where(sa.false()).values(state="active"))
+            yield conn
+
+    @contextmanager
+    def reading(self) -> Iterator[Connection]:
+        """A read-only transaction: no turn to wait for. A rename changes one row, so a reader
+        sees a path before or after it, never half-done."""
         with self.engine.begin() as conn:
             yield conn
 
