@@ -157,6 +157,7 @@ class _Session:
             ways = worker_count(self.job.options)
             self._placed = self._stack.enter_context(placement(self.job.options, ways))
         placed = self._placed
+        self.run.elsewhere = placed.runner is not None
         shared = self.run if placed.runner is None else self.run.shared_by(placed.processes)
         futures = [
             placed.submit(apply_step, job=self.job, part=p, report=self.report, run=shared)

@@ -177,6 +177,7 @@ def _apply_partitions(job: Job, parts, report: ReportDir, run: RunState) -> None
     with placement(job.options, len(parts)) as placed:
         if placed.runner is not None:
             run_logger().info("%d partitions run on %s", len(parts), placed.where)
+        run.elsewhere = placed.runner is not None
         shared = run if placed.runner is None else run.shared_by(placed.processes)
         futures = {
             placed.submit(apply_step, job=job, part=p, report=report, run=shared): p for p in parts

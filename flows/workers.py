@@ -89,8 +89,17 @@ def placement(options, partitions: int) -> Iterator[Placement]:
         return
     from prefect.task_runners import ProcessPoolTaskRunner
 
-    with _api_for_workers(), ProcessPoolTaskRunner(max_workers=processes) as runner:
+    pool = ProcessPoolTaskRunner(max_workers=processes, initializer=ignore_ctrl_c)
+    with _api_for_workers(), pool as runner:
         yield Placement(runner, processes, f"{processes} worker processes")
+
+
+def ignore_ctrl_c() -> None:
+    """In each worker process: a Ctrl-C at the terminal reaches the whole process group, and
+    the command cancels the task itself (its workers learn it from the flow run's state)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 @contextlib.contextmanager

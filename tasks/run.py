@@ -49,6 +49,7 @@ class RunState:
         self.cancelled = self._watch.event
         self.listener = listener
         self.finished = False  # its copying is over (what follows is verify and report)
+        self.elsewhere = False  # partitions run in other processes (worker processes, Dask)
 
     @classmethod
     def of(cls, job) -> RunState:
@@ -74,8 +75,24 @@ class RunState:
         self.finished = True
 
     def cancel(self) -> None:
-        """Cancel the task here (Ctrl-C of the command that runs it), as Cancel in the UI does."""
+        """Cancel the task here (Ctrl-C of the command that runs it), as Cancel in the UI does.
+        When partitions run in other processes (`elsewhere`), the flow run is set Cancelling in
+        the API too, which is how they learn it (from a thread: this may be a signal handler)."""
         self.cancelled.set()
+        if self.elsewhere:
+            threading.Thread(target=self._cancel_flow_run, daemon=True).start()
+
+    def _cancel_flow_run(self) -> None:
+        from uuid import UUID
+
+        from prefect.client.orchestration import get_client
+        from prefect.states import Cancelling
+
+        try:
+            with get_client(sync_client=True) as client:
+                client.set_flow_run_state(UUID(self.task_id), Cancelling(), force=True)
+        except Exception:  # noqa: BLE001 - not a flow run, or no API: the workers run on
+            pass
 
     def planned(self, files: int, nbytes: int) -> None:
         if self.listener is not None:

@@ -336,10 +336,16 @@ def test_an_unforeseen_error_is_one_line_with_its_own_exit_code(tmp_path, s3_end
 
 
 @pytest.mark.usefixtures("prefect_api")
-def test_ctrl_c_cancels_the_export_prints_its_summary_and_exits_3(tmp_path, bucket, s3_client):
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_ctrl_c_cancels_the_export_prints_its_summary_and_exits_3(
+    tmp_path, bucket, s3_client, workers
+):
+    """Ctrl-C at a terminal reaches the whole process group: the command cancels the task, and
+    its worker processes (with --workers 2) stop their copies, their entries `skipped`."""
     import signal
     import time
 
+    import pandas as pd
     from prefect.settings import PREFECT_API_URL
 
     src = tmp_path / "src"
@@ -348,18 +354,20 @@ def test_ctrl_c_cancels_the_export_prints_its_summary_and_exits_3(tmp_path, buck
         (src / f"f{i:02d}").write_bytes(b"x" * 100_000)  # 12 s at 0.5 MB/s
     proc = subprocess.Popen(
         [sys.executable, "-m", "flows.cli", "export", str(src), f"s3://{bucket}/c"]
-        + ["--bandwidth-mbps", "0.5", "--report-dir", str(tmp_path / "r")],
+        + ["--bandwidth-mbps", "0.5", "--report-dir", str(tmp_path / "r")]
+        + ["--workers", workers, "--partition-files", "15"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()},
         stdin=subprocess.DEVNULL,
+        start_new_session=True,  # its own process group, as at a terminal
     )
     deadline = time.monotonic() + 600
     while not s3_client.list_objects_v2(Bucket=bucket).get("KeyCount", 0):  # it is copying
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
         time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
+    os.killpg(proc.pid, signal.SIGINT)
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 3, err
     assert "Traceback" not in err and "cancelling" in err
@@ -367,6 +375,11 @@ def test_ctrl_c_cancels_the_export_prints_its_summary_and_exits_3(tmp_path, buck
     copied = s3_client.list_objects_v2(Bucket=bucket)["KeyCount"]
     assert f"{copied} ok · {60 - copied} skipped" in out
     assert copied < 60
+    manifest = out.split("manifest: ")[1].split()[0]
+    frame = pd.read_parquet(manifest)
+    assert set(frame[frame.status == "skipped"].reason_code) == {"cancelled"}
+    if workers == "2":
+        assert frame.worker.nunique() == 2
 
 
 def test_a_report_dir_that_cannot_be_written_fails_before_any_data_moves(
