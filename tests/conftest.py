@@ -81,6 +81,40 @@ def manifest_rows(result) -> dict[str, dict]:
     return {row["path"]: row for row in frame.to_dict("records")}
 
 
+def write_file(path, data: bytes, mtime_ns: int) -> None:
+    """A file with these bytes and this mtime, its directories made as needed."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(data)
+    os.utime(path, ns=(mtime_ns, mtime_ns))
+
+
+def random_tree(root, files: int, size: int) -> None:
+    """`files` files of `size` random bytes, f000, f001, ... in `root`."""
+    os.makedirs(root, exist_ok=True)
+    for i in range(files):
+        with open(os.path.join(root, f"f{i:03d}"), "wb") as f:
+            f.write(os.urandom(size))
+
+
+def in_thread(target, **kwargs):
+    """Run `target(**kwargs)` in a thread; (the thread, a list that gets its result or the
+    exception it raised)."""
+    import threading
+
+    outcome = []
+
+    def run():
+        try:
+            outcome.append(target(**kwargs))
+        except BaseException as exc:  # noqa: BLE001 - the test looks at it
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, outcome
+
+
 def run_result(flow, *args, **kwargs):
     """The flow's TaskResult, whether its run ended Completed or Failed (some entries failed:
     a race may legitimately fail some)."""

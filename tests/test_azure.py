@@ -11,20 +11,13 @@ import os
 
 import obstore
 import pytest
-from conftest import manifest_rows
+from conftest import manifest_rows, write_file
 from obstore.store import AzureStore
 
 from flows import export_data, import_data, verify_data
 from tasks.endpoints import parse_endpoint
 from tasks.errors import AccessDenied, SourceMissing, UsageError
 from tasks.preflight import check_bucket
-
-
-def write(path, data: bytes, mtime_ns: int) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "wb") as f:
-        f.write(data)
-    os.utime(path, ns=(mtime_ns, mtime_ns))
 
 
 def blobs(name: str, options: dict) -> dict[str, dict]:
@@ -40,9 +33,9 @@ def test_export_import_and_rerun_through_azure(tmp_path, container, reports):
     name, options = container
     src, back = tmp_path / "src", tmp_path / "back"
     large = os.urandom(20 * 2**20)  # above the multipart threshold: uploaded in 8 MiB parts
-    write(str(src / "a.txt"), b"hello azure", 1_700_000_000_123_456_789)
-    write(str(src / "deep/er/b.bin"), large, 1_600_000_000_000_000_000)
-    write(str(src / "unicode é ü.txt"), b"names travel as they are", 1_650_000_000_5 * 10**8)
+    write_file(str(src / "a.txt"), b"hello azure", 1_700_000_000_123_456_789)
+    write_file(str(src / "deep/er/b.bin"), large, 1_600_000_000_000_000_000)
+    write_file(str(src / "unicode é ü.txt"), b"names travel as they are", 1_650_000_000_5 * 10**8)
     os.mkdir(src / "empty")
 
     result = export_data(
@@ -79,9 +72,9 @@ def test_a_changed_blob_is_copied_again_and_an_overwritten_one_detected(
 ):
     name, options = container
     src = tmp_path / "src"
-    write(str(src / "f"), b"one", 1_700_000_000_000_000_000)
+    write_file(str(src / "f"), b"one", 1_700_000_000_000_000_000)
     export_data(str(src), f"az://{name}/p", destination_options=options, report_dir=reports)
-    write(str(src / "f"), b"two", 1_700_000_001_000_000_000)  # same size, newer mtime
+    write_file(str(src / "f"), b"two", 1_700_000_001_000_000_000)  # same size, newer mtime
     result = export_data(
         str(src), f"az://{name}/p", destination_options=options, report_dir=reports
     )

@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 import time
 from uuid import UUID
 
 import pandas as pd
 import pytest
-from conftest import manifest_rows
+from conftest import in_thread, manifest_rows, random_tree
 from prefect.client.orchestration import get_client
 from prefect.states import Cancelling
 
@@ -45,13 +44,6 @@ def dask_cluster(s3_endpoint, prefect_api):
         yield cluster.scheduler_address, client
 
 
-def tree(root, files: int, size: int) -> None:
-    os.makedirs(root, exist_ok=True)
-    for i in range(files):
-        with open(os.path.join(root, f"f{i:03d}"), "wb") as f:
-            f.write(os.urandom(size))
-
-
 def worker_pids(client) -> set[int]:
     return set(client.run(os.getpid).values())
 
@@ -61,7 +53,7 @@ def test_partitions_run_on_the_cluster_s_workers_and_the_manifest_is_exact(
 ):
     address, client = dask_cluster
     src, back = tmp_path / "src", tmp_path / "back"
-    tree(src, 16, 2000)
+    random_tree(src, 16, 2000)
     result = export_data(
         str(src), f"s3://{bucket}/d", dask_address=address, partition_files=2, report_dir=reports
     )
@@ -81,20 +73,6 @@ def test_partitions_run_on_the_cluster_s_workers_and_the_manifest_is_exact(
     assert {r["worker"] for r in manifest_rows(got).values()} - {worker_id()}
     for name in os.listdir(src):
         assert (back / name).read_bytes() == (src / name).read_bytes()
-
-
-def start(target, **kwargs):
-    outcome = []
-
-    def run():
-        try:
-            outcome.append(target(**kwargs))
-        except BaseException as exc:  # noqa: BLE001 - the test looks at it
-            outcome.append(exc)
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    return thread, outcome
 
 
 def until(what, condition, thread, seconds: float = 600):
@@ -121,8 +99,8 @@ def test_cancelling_stops_the_workers_copies_within_5_s(
 ):
     address, _ = dask_cluster
     src = tmp_path / "src"
-    tree(src, 40, 200_000)  # 8 MB at 0.5 MB/s: 16 s
-    thread, outcome = start(
+    random_tree(src, 40, 200_000)  # 8 MB at 0.5 MB/s: 16 s
+    thread, outcome = in_thread(
         export_data,
         source=str(src),
         destination=f"s3://{bucket}/c",
@@ -160,11 +138,11 @@ def test_a_worker_killed_mid_partition_costs_nothing(
     whole, and the manifest holds each entry once."""
     address, client = dask_cluster
     src, back = tmp_path / "src", tmp_path / "back"
-    tree(src, 24, 100_000)
+    random_tree(src, 24, 100_000)
     s3 = f"s3://{bucket}/k"
     export_data(str(src), s3, dask_address=address, report_dir=reports)
     before = worker_pids(client)
-    thread, outcome = start(
+    thread, outcome = in_thread(
         import_data,
         source=s3,
         destination=str(back),
@@ -202,7 +180,7 @@ def test_verify_and_the_conversion_s_tag_check_run_on_the_cluster(
 
     address, client = dask_cluster
     src = tmp_path / "src"
-    tree(src, 4, 100)
+    random_tree(src, 4, 100)
     export_data(str(src), f"s3://{bucket}/v", report_dir=reports)
     compared = verify_data(str(src), f"s3://{bucket}/v", dask_address=address, report_dir=reports)
     assert compared.ok and compared.counts["ok"] == 4

@@ -11,20 +11,13 @@ from __future__ import annotations
 import os
 
 import pytest
-from conftest import manifest_rows, run_result
+from conftest import manifest_rows, run_result, write_file
 from obstore.store import GCSStore
 
 from flows import export_data, import_data, verify_data
 from tasks.endpoints import parse_endpoint
 from tasks.errors import SourceMissing, UsageError
 from tasks.preflight import check_bucket
-
-
-def write(path, data: bytes, mtime_ns: int) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "wb") as f:
-        f.write(data)
-    os.utime(path, ns=(mtime_ns, mtime_ns))
 
 
 def store_of(name: str, options: dict) -> GCSStore:
@@ -44,9 +37,9 @@ def test_export_import_verify_and_rerun_through_gcs(tmp_path, gcs_bucket, report
     name, options = gcs_bucket
     src, back = tmp_path / "src", tmp_path / "back"
     large = os.urandom(40 * 2**20)  # uploaded in parts, read back in byte ranges
-    write(str(src / "a.txt"), b"hello gcs", 1_700_000_000_123_456_789)
-    write(str(src / "deep/er/b.bin"), large, 1_600_000_000_000_000_000)
-    write(str(src / "unicode é ü.txt"), b"names travel as they are", 1_650_000_000_5 * 10**8)
+    write_file(str(src / "a.txt"), b"hello gcs", 1_700_000_000_123_456_789)
+    write_file(str(src / "deep/er/b.bin"), large, 1_600_000_000_000_000_000)
+    write_file(str(src / "unicode é ü.txt"), b"names travel as they are", 1_650_000_000_5 * 10**8)
 
     result = export_data(
         str(src), f"gs://{name}/set", destination_options=options, report_dir=reports
@@ -74,7 +67,7 @@ def test_export_import_verify_and_rerun_through_gcs(tmp_path, gcs_bucket, report
         str(src), f"gs://{name}/set", destination_options=options, report_dir=reports
     )
     assert compared.ok and compared.counts["ok"] == 3
-    write(str(src / "a.txt"), b"HELLO gcs", 1_700_000_000_123_456_789)  # same size and mtime
+    write_file(str(src / "a.txt"), b"HELLO gcs", 1_700_000_000_123_456_789)  # same size and mtime
     differs = run_result(
         verify_data,
         str(src),
@@ -90,9 +83,9 @@ def test_export_import_verify_and_rerun_through_gcs(tmp_path, gcs_bucket, report
 def test_a_changed_object_is_copied_again(tmp_path, gcs_bucket, reports):
     name, options = gcs_bucket
     src = tmp_path / "src"
-    write(str(src / "f"), b"one", 1_700_000_000_000_000_000)
+    write_file(str(src / "f"), b"one", 1_700_000_000_000_000_000)
     export_data(str(src), f"gs://{name}/p", destination_options=options, report_dir=reports)
-    write(str(src / "f"), b"two", 1_700_000_001_000_000_000)  # same size, newer mtime
+    write_file(str(src / "f"), b"two", 1_700_000_001_000_000_000)  # same size, newer mtime
     result = export_data(
         str(src), f"gs://{name}/p", destination_options=options, report_dir=reports
     )
@@ -121,7 +114,7 @@ def test_an_empty_directory_is_a_rejected_row_and_a_stale_etag_is_refused(
 
     name, options = gcs_bucket
     src = tmp_path / "src"
-    write(str(src / "kept"), b"v1", 1_700_000_000_000_000_000)
+    write_file(str(src / "kept"), b"v1", 1_700_000_000_000_000_000)
     os.mkdir(src / "empty")
     result = export_data(
         str(src), f"gs://{name}/e", destination_options=options, report_dir=reports

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import glob
 import os
-import threading
 import time
 
 import pandas as pd
 import pytest
-from conftest import manifest_rows
+from conftest import in_thread, manifest_rows
 from prefect.client.orchestration import get_client
 from prefect.states import Cancelling
 
@@ -21,16 +20,7 @@ pytestmark = pytest.mark.usefixtures("prefect_api")
 
 def start(target, **kwargs):
     """Run a stream flow in a thread; return (thread, outcome list, task id once running)."""
-    outcome = []
-
-    def run():
-        try:
-            outcome.append(target(**kwargs))
-        except BaseException as exc:  # noqa: BLE001 - the test looks at it
-            outcome.append(exc)
-
-    thread = threading.Thread(target=run)
-    thread.start()
+    thread, outcome = in_thread(target, **kwargs)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         found = glob.glob(os.path.join(kwargs["report_dir"], "*", "manifest.parquet"))
@@ -131,8 +121,7 @@ def test_submitted_files_go_even_without_the_watcher(tmp_path, bucket, s3_client
 
 
 def test_a_checkpoint_of_large_files_is_written_back_by_all_workers(tmp_path, bucket, s3_client):
-    """A batch of 64 MiB or more is split among the workers, balanced by bytes; a small one
-    stays in the flow's process."""
+    """A batch of 64 MiB or more is split among the workers, balanced by bytes."""
     from tasks.rows import worker_id
 
     src = tmp_path / "src"

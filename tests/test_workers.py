@@ -7,24 +7,17 @@ from __future__ import annotations
 import os
 
 import pandas as pd
-from conftest import manifest_rows
+from conftest import manifest_rows, random_tree
 
 from flows import export_data, import_data
 from tasks.rows import worker_id
-
-
-def tree(root, files: int, size: int) -> None:
-    os.makedirs(root, exist_ok=True)
-    for i in range(files):
-        with open(os.path.join(root, f"f{i:03d}"), "wb") as f:
-            f.write(os.urandom(size))
 
 
 def test_partitions_run_in_worker_processes_and_the_manifest_says_which(
     tmp_path, bucket, s3_client, reports
 ):
     src, back = tmp_path / "src", tmp_path / "back"
-    tree(src, 12, 1000)
+    random_tree(src, 12, 1000)
     result = export_data(
         str(src), f"s3://{bucket}/w", workers=2, partition_files=3, report_dir=reports
     )
@@ -47,7 +40,7 @@ def test_partitions_run_in_worker_processes_and_the_manifest_says_which(
 
 def test_one_worker_runs_every_partition_in_the_flows_process(tmp_path, bucket, reports):
     src = tmp_path / "src"
-    tree(src, 6, 10)
+    random_tree(src, 6, 10)
     result = export_data(
         str(src), f"s3://{bucket}/one", workers=1, partition_files=2, report_dir=reports
     )
@@ -58,7 +51,7 @@ def test_the_bandwidth_cap_is_the_tasks_across_its_workers(tmp_path, bucket, rep
     """8 MB at a 4 MB/s cap over two workers takes at least (8 MB - their bursts) / 4 MB/s: each
     worker has half the cap. Were the cap each worker's, it would take about half that."""
     src = tmp_path / "src"
-    tree(src, 8, 10**6)
+    random_tree(src, 8, 10**6)
     result = export_data(
         str(src),
         f"s3://{bucket}/cap",
