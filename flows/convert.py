@@ -119,7 +119,7 @@ def _tagged(bucket: BucketPrefix, objects, options: Options) -> list[str]:
     chunks = [tuple(keys[i : i + TAG_PARTITION]) for i in range(0, len(keys), TAG_PARTITION)]
     if not chunks:
         return []
-    with placement(options, len(chunks)) as placed:
+    with placement(options, len(chunks), files=len(keys)) as placed:
         futures = [
             placed.submit(tags_step, bucket=bucket, keys=c, retries=options.retries, index=i)
             for i, c in enumerate(chunks)

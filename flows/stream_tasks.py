@@ -131,10 +131,9 @@ class _Session:
     def _split(self, work) -> list[Partition]:
         """A batch as partitions: one, or for a batch of WIDE_BATCH bytes and more (a checkpoint
         of large files) one per worker, balanced by bytes, so all workers write it back."""
-        ways = min(worker_count(self.job.options), len(work))
-        if dask_address(self.job.options) is None and (
-            ways <= 1 or sum(i.size for i in work) < WIDE_BATCH
-        ):
+        nbytes = sum(i.size for i in work)
+        ways = min(worker_count(self.job.options, len(work), nbytes), len(work))
+        if dask_address(self.job.options) is None and (ways <= 1 or nbytes < WIDE_BATCH):
             ways = 1
         loads: list[list] = [[] for _ in range(max(1, ways))]
         sizes = [0] * len(loads)

@@ -174,7 +174,8 @@ def _apply_partitions(job: Job, parts, report: ReportDir, run: RunState) -> None
     if not parts:
         return
     started = time.monotonic()
-    with placement(job.options, len(parts)) as placed:
+    files, nbytes = sum(len(p) for p in parts), sum(p.bytes for p in parts)
+    with placement(job.options, len(parts), files=files, nbytes=nbytes) as placed:
         if placed.runner is not None:
             run_logger().info("%d partitions run on %s", len(parts), placed.where)
         run.elsewhere = placed.runner is not None

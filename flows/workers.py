@@ -3,9 +3,10 @@ existing Dask cluster. Always through a Prefect task runner (Prefect's `ProcessP
 prefect-dask's `DaskTaskRunner`), so each partition stays a task run of the flow run, and nothing
 here schedules, retries or moves work itself.
 
-- `workers` (default: the machine's cores) worker processes, each with its own event loop and
-  storage client, run the partitions when there is more than one partition; one partition, or
-  `workers=1`, runs in the flow's process as before.
+- `workers` worker processes, each with its own event loop and storage client, run the
+  partitions when there is more than one partition; one partition, or `workers=1`, runs in the
+  flow's process as before. By default, the machine's cores, as many as the task's work pays for
+  (a worker process costs seconds of CPU to start).
 - `dask_address` (or `FERRY_DASK_ADDRESS`) sends them to the scheduler at that address instead:
   Dask places them on its workers and runs a partition again elsewhere when its worker dies.
 
@@ -47,8 +48,22 @@ def dask_address(options) -> str | None:
     return options.dask_address or os.environ.get(DASK_ENV) or None
 
 
-def worker_count(options) -> int:
-    return options.workers or os.cpu_count() or 1
+#: A worker process costs 5-8 s of CPU to start (Prefect's process pool spawns: Python, Prefect
+#: and ferry load in each; `benchmarks/scale.py`). By default a task gets one per this much work.
+FILES_PER_WORKER = 10_000
+BYTES_PER_WORKER = 8 * 2**30
+
+
+def worker_count(options, files: int | None = None, nbytes: int = 0) -> int:
+    """The worker processes of a task: `workers` when given; by default the machine's cores,
+    but no more than the task's work pays for (one per FILES_PER_WORKER files or
+    BYTES_PER_WORKER bytes, when the work is known)."""
+    if options.workers:
+        return options.workers
+    cores = os.cpu_count() or 1
+    if files is None:
+        return cores
+    return max(1, min(cores, files // FILES_PER_WORKER + nbytes // BYTES_PER_WORKER))
 
 
 def check_dask(options) -> None:
@@ -75,15 +90,18 @@ def check_dask(options) -> None:
 
 
 @contextlib.contextmanager
-def placement(options, partitions: int) -> Iterator[Placement]:
-    """The placement of a task's `partitions` (a context: the runner is started and stopped)."""
+def placement(
+    options, partitions: int, *, files: int | None = None, nbytes: int = 0
+) -> Iterator[Placement]:
+    """The placement of a task's `partitions`, which carry `files` entries and `nbytes` bytes
+    (a context: the runner is started and stopped)."""
     address = dask_address(options)
     if address:
         with _dask(address) as (runner, workers):
             processes = max(1, min(workers, partitions))
             yield Placement(runner, processes, f"Dask at {address} ({workers} workers)")
         return
-    processes = min(worker_count(options), partitions, options.concurrency)
+    processes = min(worker_count(options, files, nbytes), partitions, options.concurrency)
     if processes <= 1:
         yield Placement(None, 1, "the flow's process")
         return

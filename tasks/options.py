@@ -97,9 +97,10 @@ Workers = Annotated[
         ge=1,
         le=1024,
         description="Processes that run the task's partitions at once, each with its own event "
-        "loop and storage client. Default: the machine's cores; 1 runs every partition in the "
-        "flow's own process. The bandwidth cap and concurrency are the task's: the workers "
-        "share them.",
+        "loop and storage client. Default: the machine's cores, as many as the task's work pays "
+        "for (one per 10,000 files or 8 GiB: a worker costs seconds to start); 1 runs every "
+        "partition in the flow's own process. The bandwidth cap and concurrency are the task's: "
+        "the workers share them.",
     ),
 ]
 DaskAddress = Annotated[

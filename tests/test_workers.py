@@ -47,6 +47,28 @@ def test_one_worker_runs_every_partition_in_the_flows_process(tmp_path, bucket, 
     assert {r["worker"] for r in manifest_rows(result).values()} == {worker_id()}
 
 
+def test_by_default_a_small_task_stays_in_the_flows_process(tmp_path, bucket, reports):
+    """Workers default to the machine's cores, but a worker process costs seconds to start: a
+    task of 6 files (3 partitions) does not pay for one."""
+    src = tmp_path / "src"
+    random_tree(src, 6, 10)
+    result = export_data(str(src), f"s3://{bucket}/d", partition_files=2, report_dir=reports)
+    assert result.counts["ok"] == 6
+    assert {r["worker"] for r in manifest_rows(result).values()} == {worker_id()}
+
+
+def test_the_default_number_of_workers_follows_the_work():
+    from flows.options import Options
+    from flows.workers import BYTES_PER_WORKER, FILES_PER_WORKER, worker_count
+
+    cores = os.cpu_count()
+    assert worker_count(Options(), 100, 10**6) == 1
+    assert worker_count(Options(), 2 * FILES_PER_WORKER, 0) == min(cores, 2)
+    assert worker_count(Options(), 0, 100 * BYTES_PER_WORKER) == cores
+    assert worker_count(Options(workers=3), 1, 0) == 3  # given: taken as given
+    assert worker_count(Options()) == cores  # work unknown: the machine's cores
+
+
 def test_the_bandwidth_cap_is_the_tasks_across_its_workers(tmp_path, bucket, reports):
     """8 MB at a 4 MB/s cap over two workers takes at least (8 MB - their bursts) / 4 MB/s: each
     worker has half the cap. Were the cap each worker's, it would take about half that."""
