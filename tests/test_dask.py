@@ -84,14 +84,15 @@ def until(what, condition, thread, seconds: float = 600):
     return found
 
 
-def running_export() -> UUID | None:
+def running_export(destination: str) -> UUID | None:
+    """The running export to `destination` (other tests' runs may be left RUNNING: killed)."""
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState
 
     with get_client(sync_client=True) as prefect:
         runs = prefect.read_flow_runs(
             flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type={"any_": ["RUNNING"]}))
         )
-    return runs[0].id if runs else None
+    return next((r.id for r in runs if r.parameters.get("destination") == destination), None)
 
 
 def test_cancelling_stops_the_workers_copies_within_5_s(
@@ -109,7 +110,7 @@ def test_cancelling_stops_the_workers_copies_within_5_s(
         bandwidth_mbps=0.5,
         report_dir=reports,
     )
-    run_id = until("running export", running_export, thread)
+    run_id = until("running export", lambda: running_export(f"s3://{bucket}/c"), thread)
     until("copies", lambda: s3_client.list_objects_v2(Bucket=bucket).get("KeyCount", 0), thread)
     with get_client(sync_client=True) as prefect:
         prefect.set_flow_run_state(run_id, Cancelling(), force=True)
