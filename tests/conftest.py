@@ -89,6 +89,16 @@ def write_file(path, data: bytes, mtime_ns: int) -> None:
     os.utime(path, ns=(mtime_ns, mtime_ns))
 
 
+def store_contents(store) -> dict[str, dict]:
+    """{path: {size, attributes}} of every object in an obstore store (a GCS bucket, an Azure
+    container), read back through the store's own client."""
+    found = {}
+    for meta in store.list().collect():
+        got = store.get(meta["path"])
+        found[meta["path"]] = {"size": meta["size"], "attributes": got.attributes}
+    return found
+
+
 def random_tree(root, files: int, size: int) -> None:
     """`files` files of `size` random bytes, f000, f001, ... in `root`."""
     os.makedirs(root, exist_ok=True)

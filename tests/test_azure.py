@@ -11,7 +11,7 @@ import os
 
 import obstore
 import pytest
-from conftest import manifest_rows, write_file
+from conftest import manifest_rows, store_contents, write_file
 from obstore.store import AzureStore
 
 from flows import export_data, import_data, verify_data
@@ -21,12 +21,7 @@ from tasks.preflight import check_bucket
 
 
 def blobs(name: str, options: dict) -> dict[str, dict]:
-    store = AzureStore(name, client_options={"allow_http": True}, **options)
-    found = {}
-    for meta in store.list().collect():
-        got = store.get(meta["path"])
-        found[meta["path"]] = {"size": meta["size"], "attributes": got.attributes}
-    return found
+    return store_contents(AzureStore(name, client_options={"allow_http": True}, **options))
 
 
 def test_export_import_and_rerun_through_azure(tmp_path, container, reports):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from conftest import manifest_rows, run_result, write_file
+from conftest import manifest_rows, run_result, store_contents, write_file
 from obstore.store import GCSStore
 
 from flows import export_data, import_data, verify_data
@@ -25,12 +25,7 @@ def store_of(name: str, options: dict) -> GCSStore:
 
 
 def objects(name: str, options: dict) -> dict[str, dict]:
-    store = store_of(name, options)
-    found = {}
-    for meta in store.list().collect():
-        got = store.get(meta["path"])
-        found[meta["path"]] = {"size": meta["size"], "attributes": got.attributes}
-    return found
+    return store_contents(store_of(name, options))
 
 
 def test_export_import_verify_and_rerun_through_gcs(tmp_path, gcs_bucket, reports):
