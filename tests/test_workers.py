@@ -70,8 +70,11 @@ def test_the_default_number_of_workers_follows_the_work():
 
 
 def test_the_bandwidth_cap_is_the_tasks_across_its_workers(tmp_path, bucket, reports):
-    """8 MB at a 4 MB/s cap over two workers takes at least (8 MB - their bursts) / 4 MB/s: each
-    worker has half the cap. Were the cap each worker's, it would take about half that."""
+    """8 files of 1 MB at a 4 MB/s cap over two workers. Each worker has half the cap, 2 MB/s,
+    and at least 4 MB to send (its share of 4 partitions of 2 files, or more). The cap grants a
+    file's bytes before it is sent, with a quarter second of burst, so a worker's last grant
+    comes (4 - 0.5 burst - 1 last file) / 2 = 1.25 s after its first at the earliest. Were the
+    cap each worker's (4 MB/s), that would be (4 - 1 - 1) / 4 = 0.5 s."""
     src = tmp_path / "src"
     random_tree(src, 8, 10**6)
     result = export_data(
@@ -85,5 +88,5 @@ def test_the_bandwidth_cap_is_the_tasks_across_its_workers(tmp_path, bucket, rep
     frame = pd.read_parquet(result.manifest)
     assert frame.worker.nunique() == 2
     took = (frame.finished_at.max() - frame.started_at.min()).total_seconds()
-    bursts = 2 * 0.25 * 2  # each worker may burst a quarter second of its 2 MB/s
-    assert took >= (8 - bursts) / 4, took
+    share, burst, last_file = 4 / 2, 0.25 * 4 / 2, 1
+    assert took >= (8 / 2 - burst - last_file) / share, took
