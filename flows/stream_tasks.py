@@ -156,16 +156,14 @@ class _Session:
             ways = worker_count(self.job.options)
             self._placed = self._stack.enter_context(placement(self.job.options, ways))
         placed = self._placed
-        self.run.elsewhere = placed.runner is not None
-        shared = self.run if placed.runner is None else self.run.shared_by(placed.processes)
+        shared = placed.run_state(self.run)
         futures = [
             placed.submit(apply_step, job=self.job, part=p, report=self.report, run=shared)
             for p in parts
         ]
         done = [f.result() for f in futures]
-        if placed.runner is not None:  # counted over there: the progress hears it now
-            for d in done:
-                self.run.limits.count(sum(d.counts.values()), d.bytes)
+        for d in done:
+            placed.heard(self.run, d)
         return done
 
     def ending(self) -> str | None:

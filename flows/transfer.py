@@ -178,8 +178,7 @@ def _apply_partitions(job: Job, parts, report: ReportDir, run: RunState) -> None
     with placement(job.options, len(parts), files=files, nbytes=nbytes) as placed:
         if placed.runner is not None:
             run_logger().info("%d partitions run on %s", len(parts), placed.where)
-        run.elsewhere = placed.runner is not None
-        shared = run if placed.runner is None else run.shared_by(placed.processes)
+        shared = placed.run_state(run)
         futures = {
             placed.submit(apply_step, job=job, part=p, report=report, run=shared): p for p in parts
         }
@@ -191,8 +190,7 @@ def _apply_partitions(job: Job, parts, report: ReportDir, run: RunState) -> None
                 rows = [partition_failed_row(job, i, exc, now()) for i in part.items]
                 part_file = report.write_part(f"part-{part.index:05d}", rows)
                 done = PartitionResult(part.index, {"failed": len(rows)}, 0, part_file)
-            if placed.runner is not None:  # counted over there: the progress hears it now
-                run.limits.count(sum(done.counts.values()), done.bytes)
+            placed.heard(run, done)
             runview.log_partition(part.index, len(parts), done, time.monotonic() - started)
 
 

@@ -37,6 +37,19 @@ class Placement:
     processes: int
     where: str
 
+    def run_state(self, run):
+        """What travels with each partition: the run's state itself in this process; elsewhere
+        its 1/n share of the limits (and the run learns that its partitions run elsewhere, so a
+        Ctrl-C also cancels the flow run in the API, where they see it)."""
+        run.elsewhere = self.runner is not None
+        return run if self.runner is None else run.shared_by(self.processes)
+
+    def heard(self, run, done) -> None:
+        """A partition ended elsewhere: its counts reach the run's progress now (here, they
+        reached it as they moved)."""
+        if self.runner is not None:
+            run.limits.count(sum(done.counts.values()), done.bytes)
+
     def submit(self, task, **parameters):
         """A Prefect future of `task(**parameters)`, as a task run of the current flow run."""
         if self.runner is None:
