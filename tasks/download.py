@@ -27,7 +27,8 @@ from tasks.retry import retrying
 PART_SIZE = 16 * 2**20
 PARALLEL_THRESHOLD = 32 * 2**20
 #: Byte ranges read at once from one large object, shared by the large objects read together
-#: (4 x 256 MiB from moto, same run: 4 ranges each 0.85x rclone, shared 1.46x).
+#: (moto reads a whole object per ranged GET: 4 x 256 MiB read as 4 ranges each made it read
+#: 4 GiB; shared, ferry in-process 0.94-1.19x rclone, benchmarks/transfer.py).
 STREAMS = 4
 CHUNK = 2**20  # 1 MiB: receiving and writing overlap (8 MiB: 0.76x rclone, 1 MiB: 1.12x)
 

@@ -172,3 +172,27 @@ def test_same_size_entries_are_settled_by_a_check_step_before_any_copy(tmp_path,
     partitions = [r for r in runs if r.name.startswith("partition-")]
     assert len(checks) == 1 and len(partitions) == 1
     assert checks[0].end_time <= partitions[0].start_time
+
+
+def test_large_objects_read_together_share_the_byte_range_streams():
+    """Four large objects started together read one range each (4 streams in all, not 16); one
+    alone reads four; a fifth beside four still reads one."""
+    import asyncio
+
+    from tasks.limits import Bandwidth, TaskLimits
+
+    limits = TaskLimits(Bandwidth(None), 32, 16)
+
+    async def shares(n: int) -> list[int]:
+        async def one() -> int:
+            async with limits.large_object(4) as streams:
+                await asyncio.sleep(0.01)
+                return streams
+
+        return list(await asyncio.gather(*(one() for _ in range(n))))
+
+    assert asyncio.run(shares(1)) == [4]
+    assert asyncio.run(shares(2)) == [2, 2]
+    assert asyncio.run(shares(4)) == [1, 1, 1, 1]
+    assert asyncio.run(shares(5)) == [1] * 5
+    assert limits.large_in_flight == 0
