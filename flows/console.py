@@ -68,12 +68,17 @@ class Console:
             disable=not self.err.is_terminal,
         )
         task = bar.add_task(title, total=None, files="")
-        state = {"files": 0, "total": 0}
+        state = {"files": 0, "total": 0, "bytes": 0}
 
         def on_event(event: str, files: int, nbytes: int) -> None:
-            if event == "planned":
-                state["total"] = files
-                bar.update(task, total=nbytes or None, files=f"0/{files} entries")
+            if event == "planned":  # a range of the tree more: the totals grow
+                state["total"] += files
+                state["bytes"] += nbytes
+                bar.update(
+                    task,
+                    total=state["bytes"] or None,
+                    files=f"{state['files']}/{state['total']} entries",
+                )
             else:
                 state["files"] += files
                 bar.update(task, advance=nbytes, files=f"{state['files']}/{state['total']} entries")

@@ -16,7 +16,6 @@ from prefect.artifacts import (
 )
 
 from tasks.limits import TaskLimits
-from tasks.plan import APPLY_ACTIONS
 from tasks.report import Report, markdown
 from tasks.runlog import run_logger, size
 
@@ -27,23 +26,51 @@ PROGRESS_EVERY = 1.0
 ENTRY_WEIGHT = 64 * 1024
 
 
-def log_plan(direction: str, items, partitions: int, *, dry_run: bool) -> None:
-    actions = Counter(i.action for i in items)
-    work = [i for i in items if i.action in APPLY_ACTIONS]
-    listed = sum(i.size for i in items)
-    moving = sum(i.size for i in work)
+def log_plan(
+    direction: str,
+    actions: Counter,
+    listed_bytes: int,
+    work: tuple[int, int],
+    partitions: int,
+    *,
+    dry_run: bool,
+    ranges: int = 1,
+) -> None:
+    """The plan of the whole task, once its last range is planned: entries by action (with
+    the source's bytes) and the `work` (entries, bytes) it copies."""
     what = ", ".join(f"{n:,} to {a}" for a, n in sorted(actions.items())) or "nothing"
     verb = "would copy" if dry_run else "will copy"
     run_logger().info(
-        "plan (%s): %s entries (%s) listed: %s; %s %s entries (%s) in %d partitions",
+        "plan (%s): %s entries (%s) listed: %s; %s %s entries (%s) in %d partitions%s",
         direction,
-        f"{len(items):,}",
-        size(listed),
+        f"{sum(actions.values()):,}",
+        size(listed_bytes),
         what,
         verb,
-        f"{len(work):,}",
-        size(moving),
+        f"{work[0]:,}",
+        size(work[1]),
         partitions,
+        f" (the tree listed in {ranges} ranges)" if ranges > 1 else "",
+    )
+
+
+def log_range(index: int, of: int, plan, seconds: float) -> None:
+    """One range of the tree planned (a `tasks.planner.RangePlan`)."""
+    checked = (
+        f", {plan.checked:,} checked by HEAD ({plan.unchanged:,} unchanged)" if plan.checked else ""
+    )
+    run_logger().info(
+        "range %d of %d planned: %s entries (%s) listed%s; %s to copy (%s) in %d partitions, "
+        "%.1f s",
+        index + 1,
+        of,
+        f"{plan.listed:,}",
+        size(plan.listed_bytes),
+        checked,
+        f"{plan.files:,}",
+        size(plan.bytes),
+        len(plan.parts),
+        seconds,
     )
 
 
@@ -104,9 +131,11 @@ class Progress:
     PROGRESS_EVERY seconds while they change (from a thread of the flow's process, reading the
     run's counters, `RunState.limits`)."""
 
-    def __init__(self, key: str, limits: TaskLimits, files: int, nbytes: int) -> None:
+    def __init__(self, key: str, limits: TaskLimits, files: int = 0, nbytes: int = 0) -> None:
         self.limits, self.files, self.nbytes = limits, files, nbytes
-        self._shown: tuple[int, int] | None = None
+        #: while the tree is still being listed, the totals grow (`add`) and say so
+        self.listing = False
+        self._shown: tuple | None = None
         self._stop = threading.Event()
         self.id = create_progress_artifact(
             progress=0.0 if files else 100.0, key=key, description=self._describe(0, 0)
@@ -128,17 +157,22 @@ class Progress:
             return 100.0
         return min(100.0, 100.0 * (min(nbytes, self.nbytes) + files * ENTRY_WEIGHT) / total)
 
+    def add(self, files: int, nbytes: int) -> None:
+        """More work planned (a range of the tree)."""
+        self.files += files
+        self.nbytes += nbytes
+
     def _describe(self, files: int, nbytes: int) -> str:
         return (
             f"{files:,} of {self.files:,} entries, {size(min(nbytes, self.nbytes))} of "
-            f"{size(self.nbytes)}"
+            f"{size(self.nbytes)}{' planned so far (still listing)' if self.listing else ''}"
         )
 
     def update(self, *, final: bool = False) -> None:
         done = self.limits.done()
-        if done == self._shown and not final:
+        if (done, self.files, self.listing) == self._shown and not final:
             return
-        self._shown = done
+        self._shown = (done, self.files, self.listing)
         try:
             update_progress_artifact(
                 self.id, progress=self.percent(*done), description=self._describe(*done)

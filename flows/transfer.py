@@ -1,47 +1,45 @@
 """The batch tasks: `export_data` (directory → bucket prefix) and `import_data` (the reverse).
 
-Both are the one pipeline: list both sides, plan, partition, copy each partition as a Prefect task
-run, verify, report.
+Both are the one pipeline: cut the tree into ranges; list both sides of each range, plan it and cut
+it into partitions (a task run per range); copy each partition as a task run as soon as its range
+is planned; verify; report.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import queue
 import sys
 import time
+from collections import Counter, deque
 from dataclasses import replace
 
 from prefect import flow
-from prefect.futures import as_completed
 from prefect.runtime import flow_run
 
 from flows import runview
 from flows.credentials import for_url, warn_plain_secrets
 from flows.options import Options, takes_options
 from flows.result import TaskResult, ends_truthfully, state_message
-from flows.workers import check_dask, placement
-from tasks.apply import PartitionResult
+from flows.workers import Growing, check_dask
+from tasks.apply import CANCELLED_BEFORE, PartitionResult, skipped_partition
 from tasks.endpoints import Directory, transfer_endpoints
 from tasks.errors import DestinationUnusable
 from tasks.job import Job
-from tasks.listing import Filter, without_reports
+from tasks.listing import Filter
 from tasks.manifest import ReportDir, check_report_dir, now
-from tasks.outcome import decided_row, dry_run_row, partition_failed_row
-from tasks.partition import partition
-from tasks.plan import APPLY_ACTIONS, Item, final_status, plan_export, plan_import
-from tasks.preflight import check_bucket, check_directory, empty_source
+from tasks.outcome import partition_failed_row
+from tasks.partition import Partition, partition
+from tasks.plan import Item
+from tasks.planner import numbered
+from tasks.preflight import check_bucket, check_directory
+from tasks.ranges import Range, bucket_levels, directory_levels, expand, group
 from tasks.rows import Action
 from tasks.run import RunState
 from tasks.runlog import run_logger
-from tasks.steps import (
-    apply_step,
-    check_step,
-    list_bucket_step,
-    list_directory_step,
-    report_step,
-    verify_step,
-)
-from tasks.upload import abort_abandoned_uploads
+from tasks.steps import apply_step, check_step, plan_step, report_step, verify_step
+from tasks.upload import abandoned_uploads
 
 
 def _task_id() -> str:
@@ -62,62 +60,25 @@ def run_transfer(direction: str, source: str, destination: str, options: Options
         for_url(source, options.source_options, block),
         for_url(destination, options.destination_options, block),
     )
-    selected = Filter(options.include, options.exclude)
+    Filter(options.include, options.exclude)  # a pattern that cannot be used fails here
     task_id = _task_id()
     job = Job(task_id, direction, directory, bucket, options)
     report = ReportDir(check_report_dir(options.report_dir), task_id)
     # a wrong path or bucket fails here, as one line, before any task run
     check_directory(directory, must_exist=direction == "export")
-    check_bucket(bucket)
+    check_bucket(bucket, must_hold_objects=direction == "import" and not options.allow_empty)
     check_dask(options)
 
-    if direction == "export":
-        src_future = list_directory_step.submit(directory, must_exist=True)
-        dst_future = list_bucket_step.submit(bucket)
-        items = plan_export(
-            without_reports(src_future.result(), directory, options.report_dir),
-            dst_future.result(),
-            prefix=bucket.prefix,
-            overwrite=options.overwrite,
-            selected=selected,
-        )
-        if not options.dry_run and bucket.scheme == "s3":  # elsewhere, the store's own rules
-            keys = {bucket.key(i.path) for i in items if i.kind == "file"}
-            bucket.run(abort_abandoned_uploads, bucket.bucket, bucket.prefix, keys, now())
-    else:
-        src_future = list_bucket_step.submit(bucket)
-        dst_future = list_directory_step.submit(
-            directory, must_exist=False, read_state=True, clean_temporaries=True
-        )
-        listed = src_future.result()
-        if not listed and not options.allow_empty:
-            raise empty_source(bucket)
-        items = plan_import(
-            listed, dst_future.result(), overwrite=options.overwrite, selected=selected
-        )
-
+    uploads = {}
+    if direction == "export" and not options.dry_run and bucket.scheme == "s3":
+        # elsewhere, the store's own rules; each range aborts those to the keys it writes
+        uploads = bucket.run(abandoned_uploads, bucket.bucket, bucket.prefix, now())
     if direction == "import" and not options.dry_run:
         make_root(directory)
+    levels = directory_levels(directory.root) if direction == "export" else bucket_levels(bucket)
+    spans = expand(levels)
     with RunState.of(job) as run:
-        items = settle_checks(job, items, run)
-        work = [i for i in items if i.action in APPLY_ACTIONS]
-        decided = [i for i in items if i.action not in APPLY_ACTIONS]
-        stamp = now()
-        planned_rows = [decided_row(job, i, final_status(i), i.reason, stamp) for i in decided]
-        if options.dry_run:
-            planned_rows += [dry_run_row(job, i, stamp) for i in work]
-            work = []
-        if planned_rows:
-            report.write_part("planned", planned_rows)
-
-        parts = partition(
-            work, max_files=options.partition_files, max_bytes=options.partition_bytes
-        )
-        runview.log_plan(direction, items, len(parts), dry_run=options.dry_run)
-        nbytes = sum(i.size for i in work)
-        run.planned(len(work), nbytes)
-        with runview.Progress(f"ferry-{direction}-progress", run.limits, len(work), nbytes):
-            _apply_partitions(job, parts, report, run)
+        _pipeline(job, spans, report, run, uploads)
     if run.cancelled.is_set():
         run_logger().warning("cancelled: writing the manifest of what was done")
 
@@ -167,31 +128,116 @@ def settle_checks(job: Job, items: list[Item], run: RunState) -> list[Item]:
     return [settled.get(i.path, i) if i.action == Action.CHECK else i for i in items]
 
 
-def _apply_partitions(job: Job, parts, report: ReportDir, run: RunState) -> None:
-    """One Prefect task run per partition, where `flows.workers.placement` puts them (the flow's
-    process, this machine's worker processes, or a Dask cluster), each logged as it ends. A
-    partition that could not even record its rows gets failed rows."""
-    if not parts:
-        return
+#: Ranges of the tree per process that plans them (a range's cost is unknown until it is listed:
+#: more ranges balance better, each is a task run).
+RANGES_PER_PROCESS = 4
+#: Partitions handed to the task runner ahead of those running, per process: the rest wait in
+#: the flow, and while too many wait no further range is planned (the flow holds what is
+#: planned and not copied, not the whole tree).
+AHEAD_PER_PROCESS = 2
+WAITING_PER_PROCESS = 16
+
+
+def _pipeline(job: Job, spans, report: ReportDir, run: RunState, uploads) -> None:
+    """Plan the tree a range at a time and copy each range's partitions as soon as it is
+    planned: ranges and partitions are task runs of the flow run, wherever `flows.workers`
+    places them (the flow's process, this machine's worker processes, a Dask cluster)."""
+    options = job.options
     started = time.monotonic()
-    files, nbytes = sum(len(p) for p in parts), sum(p.bytes for p in parts)
-    with placement(job.options, len(parts), files=files, nbytes=nbytes) as placed:
-        if placed.runner is not None:
-            run_logger().info("%d partitions run on %s", len(parts), placed.where)
-        shared = placed.run_state(run)
-        futures = {
-            placed.submit(apply_step, job=job, part=p, report=report, run=shared): p for p in parts
-        }
-        for future in as_completed(list(futures)):
-            part = futures[future]
-            try:
-                done = future.result()
-            except Exception as exc:
-                rows = [partition_failed_row(job, i, exc, now()) for i in part.items]
-                part_file = report.write_part(f"part-{part.index:05d}", rows)
-                done = PartitionResult(part.index, {"failed": len(rows)}, 0, part_file)
-            placed.heard(run, done)
-            runview.log_partition(part.index, len(parts), done, time.monotonic() - started)
+    finished: queue.SimpleQueue = queue.SimpleQueue()
+    in_flight: dict = {}  # future → (what, its placement)
+    waiting: deque[Partition] = deque()
+    actions: Counter = Counter()
+    listed_bytes = planned_files = planned_bytes = partitions = ranges_done = 0
+    failure: BaseException | None = None
+
+    with contextlib.ExitStack() as stack:
+        placed = Growing(options, stack)
+        ranges = deque(group(spans, RANGES_PER_PROCESS * max(2, placed.current.processes)))
+        total_ranges = len(ranges)
+        progress = stack.enter_context(
+            runview.Progress(f"ferry-{job.direction}-progress", run.limits)
+        )
+        progress.listing = True
+
+        def submit(task, what, **parameters) -> None:
+            where = placed.current
+            future = where.submit(
+                task, job=job, report=report, run=where.run_state(run), **parameters
+            )
+            in_flight[future] = (what, where)
+            future.add_done_callback(finished.put)
+
+        def running(kind) -> int:
+            return sum(isinstance(what, kind) for what, _ in in_flight.values())
+
+        while True:
+            processes = placed.current.processes
+            stopping = run.cancelled.is_set() or failure is not None
+            while waiting and running(Partition) < processes * AHEAD_PER_PROCESS + 2:
+                part = waiting.popleft()
+                if stopping:  # never started: its rows say so, without a task run
+                    done = skipped_partition(job, part, report, CANCELLED_BEFORE)
+                    run.limits.count(len(part), 0)
+                    runview.log_partition(part.index, partitions, done, 0.0)
+                else:
+                    submit(apply_step, part, part=part)
+            while (
+                ranges
+                and (failure is None)
+                and running(Range) < max(2, processes)
+                and len(waiting) < processes * WAITING_PER_PROCESS
+            ):
+                rng = ranges.popleft()
+                submit(plan_step, rng, rng=rng, uploads=uploads)
+            if not in_flight:
+                break
+            future = finished.get()
+            what, where = in_flight.pop(future)
+            if isinstance(what, Range):
+                try:
+                    plan = future.result()
+                except Exception as exc:  # noqa: BLE001 - the task fails with it, once the rest ends
+                    failure = failure or exc
+                    run_logger().error("listing range %d failed: %s", what.index, exc)
+                    continue
+                ranges_done += 1
+                parts = numbered(plan.parts, partitions)
+                partitions += len(parts)
+                actions.update(plan.actions)
+                listed_bytes += plan.listed_bytes
+                planned_files += plan.files
+                planned_bytes += plan.bytes
+                waiting.extend(parts)
+                progress.add(plan.files, plan.bytes)
+                progress.listing = bool(ranges) or running(Range) > 0
+                run.planned(plan.files, plan.bytes)
+                runview.log_range(what.index, total_ranges, plan, time.monotonic() - started)
+                if not progress.listing and failure is None:
+                    runview.log_plan(
+                        job.direction,
+                        actions,
+                        listed_bytes,
+                        (planned_files, planned_bytes),
+                        partitions,
+                        dry_run=options.dry_run,
+                        ranges=ranges_done,
+                    )
+                if placed.grow(planned_files, planned_bytes, len(waiting)):
+                    run_logger().info("the partitions from here on run on %s", placed.current.where)
+            else:
+                part = what
+                try:
+                    done = future.result()
+                except Exception as exc:
+                    rows = [partition_failed_row(job, i, exc, now()) for i in part.items]
+                    part_file = report.write_part(f"part-{part.index:05d}", rows)
+                    done = PartitionResult(part.index, {"failed": len(rows)}, 0, part_file)
+                where.heard(run, done)
+                runview.log_partition(part.index, partitions, done, time.monotonic() - started)
+        progress.listing = False
+    if failure is not None:
+        raise failure
 
 
 def make_root(directory: Directory) -> None:

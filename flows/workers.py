@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -54,7 +55,24 @@ class Placement:
         """A Prefect future of `task(**parameters)`, as a task run of the current flow run."""
         if self.runner is None:
             return task.submit(**parameters)
-        return self.runner.submit(task, parameters=parameters)
+        with _ctrl_c_held():
+            return self.runner.submit(task, parameters=parameters)
+
+
+@contextlib.contextmanager
+def _ctrl_c_held():
+    """Ctrl-C blocked in this thread for a moment: the threads Prefect's process pool starts
+    now (it submits from threads of its own), and the worker processes those spawn, inherit the
+    blocked signal, so a Ctrl-C that reaches the process group while a worker is still starting
+    is never a traceback in it (once started, it ignores Ctrl-C). A Ctrl-C meant for this
+    process waits, pending, until the block ends."""
+    import signal
+
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
 def dask_address(options) -> str | None:
@@ -118,6 +136,40 @@ def placement(
     if processes <= 1:
         yield Placement(None, 1, "the flow's process")
         return
+    with _pool(processes) as placed:
+        yield placed
+
+
+class Growing:
+    """The placement of a task planned a range at a time: it starts where `options` say (a
+    Dask cluster, `workers` processes, or the flow's process) and, by default, moves from the
+    flow's process to this machine's worker processes once the work planned so far pays for
+    them (`worker_count`). A task with a bandwidth cap stays where it started, so that its cap
+    holds while partitions already running keep theirs."""
+
+    def __init__(self, options, stack: contextlib.ExitStack) -> None:
+        self.options, self._stack = options, stack
+        self._fixed = bool(dask_address(options) or options.workers or options.bandwidth_mbps)
+        if dask_address(options) or options.workers:
+            self.current = stack.enter_context(placement(options, sys.maxsize))
+        else:
+            self.current = Placement(None, 1, "the flow's process")
+
+    def grow(self, files: int, nbytes: int, waiting: int) -> bool:
+        """Move to worker processes if the work planned so far (`files`, `nbytes`) pays for
+        them and `waiting` partitions are left to run; whether it moved."""
+        if self._fixed or waiting < 2:
+            return False
+        processes = min(worker_count(self.options, files, nbytes), self.options.concurrency)
+        if processes < 2:
+            return False
+        self._fixed = True
+        self.current = self._stack.enter_context(_pool(processes))
+        return True
+
+
+@contextlib.contextmanager
+def _pool(processes: int) -> Iterator[Placement]:
     from prefect.task_runners import ProcessPoolTaskRunner
 
     pool = ProcessPoolTaskRunner(max_workers=processes, initializer=ignore_ctrl_c)

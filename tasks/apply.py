@@ -64,6 +64,19 @@ def apply_partition(
     )
 
 
+def skipped_partition(job: Job, part: Partition, report: ReportDir, reason: str) -> PartitionResult:
+    """The rows of a partition that never started (the task was cancelled first): each entry
+    skipped for `reason`, as a partition that starts cancelled records them."""
+    stamp = now()
+    rows = [
+        row(job, i, _cancelled(reason), partition=part.index, attempts=0, started_at=stamp,
+            finished_at=stamp)
+        for i in part.items
+    ]  # fmt: skip
+    part_file = report.write_part(f"part-{part.index:05d}", rows)
+    return PartitionResult(part.index, {Status.SKIPPED.value: len(rows)}, 0, part_file)
+
+
 #: How many rejected or failed entries a partition's log line names.
 PROBLEMS_SHOWN = 3
 

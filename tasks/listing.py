@@ -78,10 +78,11 @@ def list_directory(
     must_exist: bool,
     read_state: bool = False,
     clean_temporaries: bool = False,
+    spans=None,
 ) -> list[Entry]:
-    """Every entry below `directory.root`, depth first, links not followed. ferry's own
-    temporary files are never listed; with `clean_temporaries` (an import's destination), those
-    that no live import holds are removed."""
+    """Every entry below `directory.root` (or in its `spans`, `tasks.ranges`), depth first,
+    links not followed, sorted by path. ferry's own temporary files are never listed; with
+    `clean_temporaries` (an import's destination), those that no live import holds are removed."""
     root = directory.root
     if not os.path.lexists(root):
         if must_exist:
@@ -91,7 +92,28 @@ def list_directory(
         error = SourceMissing if must_exist else DestinationUnusable
         raise error("not a directory", where=root)
     entries: list[Entry] = []
-    stack = [("", root)]
+    for span in spans or [None]:
+        _list_span(root, span, entries, read_state, clean_temporaries)
+    entries.sort(key=lambda e: e.path)
+    return entries
+
+
+def _list_span(root: str, span, entries: list[Entry], read_state: bool, clean: bool) -> None:
+    """The entries of one span (None: the whole tree) appended to `entries`."""
+    deep = span is None or span.deep
+    relative_start = span.path if span is not None else ""
+    start = os.path.join(root, relative_start) if relative_start else root
+    if relative_start:
+        try:
+            st = os.stat(start, follow_symlinks=False)
+        except FileNotFoundError:
+            return  # gone since the tree was cut into spans
+        if not stat.S_ISDIR(st.st_mode):  # no longer a directory: listed as what it now is
+            found = _entry(relative_start, start, st, read_state)
+            if found is not None and found.kind != "dir":
+                entries.append(found)
+            return
+    stack = [(relative_start, start)]
     while stack:
         relative_dir, absolute_dir = stack.pop()
         try:
@@ -107,7 +129,7 @@ def list_directory(
         for child in reversed(children):
             name = child.name
             if is_temporary(name):  # ferry's own: never part of the tree
-                if clean_temporaries:
+                if clean:
                     remove_if_abandoned(child.path)
                 continue
             relative = f"{relative_dir}/{name}" if relative_dir else name
@@ -115,28 +137,36 @@ def list_directory(
                 st = child.stat(follow_symlinks=False)
             except FileNotFoundError:
                 continue  # gone between readdir and stat: it is not part of the tree
-            kind = kind_of(st.st_mode)
-            link_target = None
-            if kind == "symlink":
-                try:
-                    st, kind, link_target = _as_link(child.path, st)
-                except FileNotFoundError:
-                    continue  # gone since it was listed
-            if kind == "dir":
-                stack.append((relative, child.path))
+            found = _entry(relative, child.path, st, read_state)
+            if found is None:
                 continue
-            entries.append(
-                Entry(
-                    path=relative,
-                    kind=kind,
-                    size=st.st_size if kind == "file" else 0,
-                    mtime_ns=st.st_mtime_ns,
-                    link_target=link_target,
-                    state=_read_state(child.path) if read_state and kind == "file" else None,
-                )
-            )
-    entries.sort(key=lambda e: e.path)
-    return entries
+            if found.kind == "dir":
+                if deep:
+                    stack.append((relative, child.path))
+                continue  # a shallow span's subdirectory is a span of its own
+            entries.append(found)
+
+
+def _entry(relative: str, path: str, st: os.stat_result, read_state: bool) -> Entry | None:
+    """The entry of what `st` says is at `path` (None: gone since it was listed). A directory's
+    is only its kind: the walk lists it, entry and contents."""
+    kind = kind_of(st.st_mode)
+    link_target = None
+    if kind == "symlink":
+        try:
+            st, kind, link_target = _as_link(path, st)
+        except FileNotFoundError:
+            return None  # gone since it was listed
+    if kind == "dir":
+        return Entry(path=relative, kind="dir")
+    return Entry(
+        path=relative,
+        kind=kind,
+        size=st.st_size if kind == "file" else 0,
+        mtime_ns=st.st_mtime_ns,
+        link_target=link_target,
+        state=_read_state(path) if read_state and kind == "file" else None,
+    )
 
 
 def _as_link(path: str, st: os.stat_result) -> tuple[os.stat_result, str, str | None]:
@@ -222,18 +252,21 @@ async def list_prefix(
     client,
     prefix: BucketPrefix,
     *,
+    spans=None,
     concurrency: int = 16,
     flat_pages: int = FLAT_PAGES,
     page_size: int = 1000,
 ) -> list[Entry]:
-    """Every object below the prefix (latest versions only), as entries relative to it.
+    """Every object below the prefix (or in its `spans`, `tasks.ranges`; latest versions only),
+    as entries relative to it, sorted by path.
 
     A small prefix is read page by page (a request per 1,000 keys). When it is still going after
     `flat_pages` pages, the rest is listed in parallel: one delimited request finds the
     sub-prefixes after the last key seen, and each is listed on its own from that key on.
     """
+    spans = spans or [None]
     if prefix.scheme != "s3":
-        return await _list_store(client, prefix)
+        return await _list_store(client, prefix, spans)
     entries: list[Entry] = []
 
     async def pages(**kwargs):
@@ -263,10 +296,10 @@ async def list_prefix(
             )
         )
 
-    try:
+    async def below(within: str) -> None:
         last_key = None
         count = 0
-        async for page in pages(Prefix=prefix.prefix):
+        async for page in pages(Prefix=within):
             for obj in page.get("Contents", []):
                 add(obj)
                 last_key = obj["Key"]
@@ -276,17 +309,38 @@ async def list_prefix(
         else:
             last_key = None  # listed to the end
         if last_key is not None:
-            await _fan_out(pages, add, prefix.prefix, last_key, concurrency)
+            await _fan_out(pages, add, within, last_key, concurrency)
+
+    async def level(within: str) -> None:
+        async for page in pages(Prefix=within, Delimiter="/"):
+            for obj in page.get("Contents", []):
+                add(obj)
+
+    try:
+        for span in spans:
+            if span is not None and not _is_key(span.path):
+                continue  # a local name that is not UTF-8: no key can be under it
+            within = prefix.prefix + (f"{span.path}/" if span is not None and span.path else "")
+            await (below(within) if span is None or span.deep else level(within))
     except Exception as exc:
         raise task_error(exc, where=prefix.display) from exc
     entries.sort(key=lambda e: (e.path, e.kind != "dir"))
     return entries
 
 
-async def _list_store(client, prefix: BucketPrefix) -> list[Entry]:
+async def _list_store(client, prefix: BucketPrefix, spans) -> list[Entry]:
     """A Google Cloud Storage or Azure prefix, listed through obstore (a request per page)."""
+    found = []
     try:
-        found = await client.data.list(prefix.prefix)
+        for span in spans:
+            path = span.path if span is not None else ""
+            if not _is_key(path):
+                continue  # a local name that is not UTF-8: no key can be under it
+            within = prefix.prefix + (f"{path}/" if path else "")
+            listed = await client.data.list(within)
+            if span is not None and not span.deep:  # its level only
+                listed = [m for m in listed if "/" not in m["path"][len(within) :]]
+            found.extend(listed)
     except Exception as exc:
         raise task_error(exc, where=prefix.display) from exc
     entries = []
@@ -306,6 +360,14 @@ async def _list_store(client, prefix: BucketPrefix) -> list[Entry]:
         )
     entries.sort(key=lambda e: e.path)
     return entries
+
+
+def _is_key(path: str) -> bool:
+    try:
+        path.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 async def _fan_out(pages, add, prefix: str, after: str, concurrency: int) -> None:
@@ -331,9 +393,9 @@ async def _fan_out(pages, add, prefix: str, after: str, concurrency: int) -> Non
     await asyncio.gather(*(list_all(sub) for sub in subprefixes))
 
 
-def list_bucket(prefix: BucketPrefix) -> list[Entry]:
+def list_bucket(prefix: BucketPrefix, spans=None) -> list[Entry]:
     """`list_prefix`, called from synchronous code."""
-    return prefix.run(list_prefix, prefix)
+    return prefix.run(list_prefix, prefix, spans=spans)
 
 
 def without_reports(entries, directory: Directory, report_dir: str | None):

@@ -8,7 +8,7 @@ skip or a reject carries its reason and the reason's code.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -85,10 +85,12 @@ def plan_import(
     *,
     overwrite: Overwrite = "changed",
     selected: Filter | None = None,
+    directories: Iterable[str] = (),
 ) -> list[Item]:
-    """Objects → files. Keys that cannot be files are rejected with the rule they break."""
+    """Objects → files. Keys that cannot be files are rejected with the rule they break
+    (`directories`: paths known to be directories in the bucket beyond `source`'s own)."""
     existing = {e.path: e for e in destination}
-    directories: set[str] = set()
+    directories = set(directories)
     for entry in source:
         parts = entry.path.split("/")
         directories.update("/".join(parts[:i]) for i in range(1, len(parts)))

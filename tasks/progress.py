@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from tasks.run import RunState
 
-#: (event, files, bytes): "planned" with the totals, then "advance" with each step's share.
+#: (event, files, bytes): "planned" with each range's work as it is planned (the totals grow),
+#: "advance" with each step's share.
 Listener = Callable[[str, int, int], None]
 
 

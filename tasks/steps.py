@@ -19,6 +19,8 @@ from tasks.manifest import ReportDir
 from tasks.options import Options
 from tasks.partition import Partition
 from tasks.plan import Item
+from tasks.planner import RangePlan, plan_range
+from tasks.ranges import Range
 from tasks.report import (
     Report,
     TaskResult,
@@ -81,6 +83,18 @@ def apply_step(
     job: Job, part: Partition, report: ReportDir, run: RunState | None = None
 ) -> PartitionResult:
     return apply_partition(job, part, report, run)
+
+
+@task(name="plan-range", task_run_name="range-{rng.index}", **STEP)
+def plan_step(
+    job: Job,
+    rng: Range,
+    report: ReportDir,
+    run: RunState | None = None,
+    uploads: dict[str, list[str]] | None = None,
+) -> RangePlan:
+    """List one range of the tree on both sides, plan it, and cut it into partitions."""
+    return plan_range(job, rng, report, run or RunState.of(job), uploads)
 
 
 @task(name="check", **STEP)

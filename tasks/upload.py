@@ -276,14 +276,33 @@ async def abort_abandoned_uploads(client, bucket: str, prefix: str, keys: set[st
     writer's upload to a key this export does not write is left alone. Best effort: a store or
     credentials that do not allow listing uploads leave them to the bucket's lifecycle rules.
     Returns how many."""
-    aborted = 0
+    found = await abandoned_uploads(client, bucket, prefix, before)
+    return await abort_uploads(client, bucket, {k: v for k, v in found.items() if k in keys})
+
+
+async def abandoned_uploads(client, bucket: str, prefix: str, before) -> dict[str, list[str]]:
+    """The multipart uploads under `prefix` started before `before`: key → upload ids (none
+    when the store or the credentials do not allow listing them)."""
+    found: dict[str, list[str]] = {}
     paginator = client.get_paginator("list_multipart_uploads")
     try:
         async for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
             for upload in page.get("Uploads", []):
-                if upload["Key"] in keys and upload["Initiated"] < before:
-                    await _abort(client, bucket, upload["Key"], upload["UploadId"])
-                    aborted += 1
+                if upload["Initiated"] < before:
+                    found.setdefault(upload["Key"], []).append(upload["UploadId"])
     except Exception:  # noqa: BLE001 - best effort: credentials may not allow listing uploads
-        pass
+        return {}
+    return found
+
+
+async def abort_uploads(client, bucket: str, uploads: dict[str, list[str]]) -> int:
+    """Abort these uploads (key → upload ids); how many."""
+    aborted = 0
+    for key, ids in uploads.items():
+        for upload_id in ids:
+            try:
+                await _abort(client, bucket, key, upload_id)
+            except Exception:  # noqa: BLE001 - best effort, as the listing is
+                continue
+            aborted += 1
     return aborted

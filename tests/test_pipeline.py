@@ -149,7 +149,7 @@ def test_bandwidth_limiter_never_grants_faster_than_its_rate():
 
 def test_same_size_entries_are_settled_by_a_check_step_before_any_copy(tmp_path, bucket, reports):
     """The listing of a bucket has no mtimes: an entry of the same size is a `check`, settled by
-    a HEAD in a step of its own before copying, so the partitions only copy."""
+    a HEAD as its range is planned, before copying, so the partitions only copy."""
     src = tmp_path / "src"
     tree(src, 4)
     export_data(str(src), f"s3://{bucket}/c", report_dir=reports)
@@ -168,10 +168,10 @@ def test_same_size_entries_are_settled_by_a_check_step_before_any_copy(tmp_path,
         assert row["checksum"] and row["partition"] == -1  # the HEAD's ETag; never in a partition
     with get_client(sync_client=True) as client:
         runs = client.read_task_runs(flow_run_filter=flow_run_filter(result))
-    checks = [r for r in runs if r.name.startswith("check")]
+    planned = [r for r in runs if r.name.startswith("range-")]
     partitions = [r for r in runs if r.name.startswith("partition-")]
-    assert len(checks) == 1 and len(partitions) == 1
-    assert checks[0].end_time <= partitions[0].start_time
+    assert len(planned) == 1 and len(partitions) == 1
+    assert planned[0].end_time <= partitions[0].start_time
 
 
 def test_large_objects_read_together_share_the_byte_range_streams():

@@ -1,0 +1,150 @@
+"""Plan one range of a transfer (`tasks.ranges`): list its spans on both sides, plan them, settle
+the `check` entries by HEAD, write the rows the plan decided, and cut the rest into partitions.
+
+Ranges are planned on their own, wherever the flow puts them (its process, a worker process, a
+Dask worker): what comes back is the partitions to copy and the counts, never the listings.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+
+from tasks.check import check_items
+from tasks.job import Job
+from tasks.listing import Filter, list_bucket, list_directory, without_reports
+from tasks.manifest import ReportDir, now
+from tasks.outcome import decided_row, dry_run_row
+from tasks.partition import Partition, partition
+from tasks.plan import APPLY_ACTIONS, Item, final_status, plan_export, plan_import
+from tasks.ranges import Range
+from tasks.rows import Action
+from tasks.run import RunState
+
+
+@dataclass(frozen=True)
+class RangePlan:
+    index: int
+    #: entries listed on the source side, and their bytes
+    listed: int
+    listed_bytes: int
+    #: planned entries by action, once the checks are settled
+    actions: dict[str, int]
+    #: the partitions to copy (numbered from 0 within the range: the flow numbers them)
+    parts: tuple[Partition, ...]
+    #: HEADs the check step made, and how many of those found the entry unchanged
+    checked: int = 0
+    unchanged: int = 0
+    #: multipart uploads of an earlier, killed export aborted by this range
+    aborted: int = 0
+
+    @property
+    def files(self) -> int:
+        return sum(len(p) for p in self.parts)
+
+    @property
+    def bytes(self) -> int:
+        return sum(p.bytes for p in self.parts)
+
+
+def plan_range(
+    job: Job,
+    rng: Range,
+    report: ReportDir,
+    run: RunState,
+    uploads: dict[str, list[str]] | None = None,
+) -> RangePlan:
+    """Plan `rng`. `uploads`: the multipart uploads (key → upload ids) an earlier export left
+    under the prefix; those to a key this range writes are aborted."""
+    gc_was = gc.isenabled()
+    gc.disable()  # a listing is millions of acyclic objects: collections only cost time
+    try:
+        return _plan(job, rng, report, run, uploads or {})
+    finally:
+        if gc_was:
+            gc.enable()
+
+
+def _plan(job: Job, rng: Range, report: ReportDir, run: RunState, uploads) -> RangePlan:
+    options, directory, bucket = job.options, job.directory, job.bucket
+    selected = Filter(options.include, options.exclude)
+    spans = list(rng.spans)
+    with ThreadPoolExecutor(1, thread_name_prefix="ferry-list") as other_side:
+        listed_bucket = other_side.submit(list_bucket, bucket, spans)
+        if job.direction == "export":
+            source = without_reports(
+                list_directory(directory, must_exist=True, spans=spans),
+                directory,
+                options.report_dir,
+            )
+            items = plan_export(
+                source,
+                listed_bucket.result(),
+                prefix=bucket.prefix,
+                overwrite=options.overwrite,
+                selected=selected,
+            )
+        else:
+            there = list_directory(
+                directory, must_exist=False, read_state=True, clean_temporaries=True, spans=spans
+            )
+            source = listed_bucket.result()
+            items = plan_import(
+                source,
+                there,
+                overwrite=options.overwrite,
+                selected=selected,
+                directories=rng.directories,
+            )
+    listed, listed_bytes = len(source), sum(e.size for e in source)
+    del source
+
+    aborted = 0
+    if uploads and not options.dry_run:
+        from tasks.upload import abort_uploads
+
+        mine = {
+            key: ids
+            for i in items
+            if i.kind == "file" and (ids := uploads.get(key := bucket.key(i.path)))
+        }
+        if mine:
+            aborted = bucket.run(abort_uploads, bucket.bucket, mine)
+
+    checking = tuple(i for i in items if i.action == Action.CHECK)
+    unchanged = 0
+    if checking:
+        settled = {i.path: i for i in bucket.run(check_items, job, checking, run)}
+        unchanged = sum(i.action == Action.SKIP for i in settled.values())
+        items = [settled.get(i.path, i) if i.action == Action.CHECK else i for i in items]
+
+    work: list[Item] = [i for i in items if i.action in APPLY_ACTIONS]
+    stamp = now()
+    rows = [
+        decided_row(job, i, final_status(i), i.reason, stamp)
+        for i in items
+        if i.action not in APPLY_ACTIONS
+    ]
+    if options.dry_run:
+        rows += [dry_run_row(job, i, stamp) for i in work]
+        work = []
+    if rows:
+        report.write_part(f"planned-{rng.index:05d}", rows)
+    parts = partition(work, max_files=options.partition_files, max_bytes=options.partition_bytes)
+    return RangePlan(
+        index=rng.index,
+        listed=listed,
+        listed_bytes=listed_bytes,
+        actions=dict(Counter(str(i.action) for i in items)),
+        parts=tuple(parts),
+        checked=len(checking),
+        unchanged=unchanged,
+        aborted=aborted,
+    )
+
+
+def numbered(parts, first: int) -> list[Partition]:
+    """A range's partitions numbered from `first` (partitions are numbered across the task)."""
+    return [replace(p, index=first + n) for n, p in enumerate(parts)]
