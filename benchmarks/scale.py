@@ -13,8 +13,12 @@ Cases (`--cases`, comma-separated; default: all):
             workers=2 (Prefect's ProcessPoolTaskRunner: two worker processes).
   dask      the same copies through a two-worker `distributed.LocalCluster` (processes=True, one
             thread a worker), passed as `dask_address`: prefect-dask's DaskTaskRunner.
-  plan      `plan_export` / `plan_import` and `partition(...)`, as flows/transfer.py calls them,
-            on 1, 5 and 10 million synthetic entries (--plan-sizes).
+  plan      plans of 1, 5 and 10 million synthetic entries (--plan-sizes): the tree cut into
+            ranges as the flow cuts it, each range planned by `tasks.planner.plan_range` (what
+            the flow's plan-range task runs: listing, plan, partition) in one of
+            --plan-workers worker processes, its partitions sent back to the parent.
+  tree      the same on a real tree of --tree-files files (500,000), listed by ferry's own
+            directory lister, against an empty prefix of a moto bucket (export).
 Export is directory → bucket, import bucket → directory (what the export just wrote).
 
 Partitions: the small files are cut into at least 4 partitions (`partition_files` = the
@@ -44,20 +48,22 @@ What is measured, per copy:
 Each copy is checked (objects and bytes in the bucket, files and bytes on disk, the counts of
 the result); a copy that fails or falls short is marked.
 
-The plan case runs each size in a fresh process (`--plan-child`), so that its peak resident
-memory (VmHWM) is its own: it builds the listings a lister would return (directory entries, with
-their directories, or bucket objects with ETag and storage class, sorted), then plans against an
-empty destination (a first run: every entry copied) through `Filter(None, None)` as the flow
-does, keeps the entries to apply, and partitions them with the default sizes. Times are of each
-step alone; memory is the peak after each step (so "plan" includes the listing it reads).
+The plan and tree cases run each size in a fresh process (`--plan-child`), whose pool of
+worker processes is started (and its imports made) before the clock starts. The synthetic
+lister returns what a lister would (directory entries, with their directories, or bucket objects
+with ETag and storage class, sorted) for the range's spans; the destination is empty (a first
+run: every entry copied). Wall time is from the first range submitted to the last range's
+partitions received (and dropped, as copying consumes them); CPU is the ranges' own (in the
+workers) and the parent's; memory is the peak resident size of the parent and of the biggest
+worker, and "peak" adds the workers' as if each peaked at once (an upper bound).
 
 What bounds each number: on a 2-core machine the S3 emulator (moto, one Python process doing
 the storing and hashing) and the Prefect server share the client's cores, so two client processes
 compete with them and with each other: wall time of workers=2 and dask is bounded by the cores
 left, not by ferry; moto's CPU per request is about the client's. CPU counts every process's start
 (a worker process imports Prefect and ferry: about a second each); Dask adds its scheduler's and
-workers' heartbeats. The plan numbers are pure Python on one core, memory the Entry and Item
-objects and their path strings. The machine's load average is printed before and after: other
+workers' heartbeats. The plan numbers are pure Python on the workers' cores, memory the Entry
+and Item objects of the ranges being planned and their path strings. The machine's load average is printed before and after: other
 work on the machine changes every number here.
 """
 
@@ -96,7 +102,7 @@ from benchmarks.transfer import (  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-CASES = ("workers", "dask", "plan")
+CASES = ("workers", "dask", "plan", "tree")
 PLACEMENTS = ("workers=1", "workers=2", "dask")
 KINDS = ("small", "large")
 DIRECTIONS = ("export", "import")
@@ -356,102 +362,216 @@ def reset_bucket(endpoint: str, s3, bucket: str) -> None:
 # -- the plan -----------------------------------------------------------------------------------
 
 
-def synthetic_listing(n: int, direction: str) -> list:
-    """What a lister returns for `n` files: for export, the directory lister's entries (a file
-    per entry, 1,000 a directory, directories 100 a parent, with the directories' own entries),
-    for import the bucket lister's objects (ETag, storage class); sorted by path as they sort."""
-    from tasks.listing import Entry
-
-    entries = []
-    base = 1_700_000_000_000_000_000
-    for i in range(n):
-        top, mid = i // 100_000, (i // 1000) % 100
-        if direction == "export" and i % 1000 == 0:
-            if i % 100_000 == 0:
-                entries.append(Entry(path=f"t{top:04d}", kind="dir"))
-            entries.append(Entry(path=f"t{top:04d}/m{mid:02d}", kind="dir"))
-        path = f"t{top:04d}/m{mid:02d}/file-{i:09d}.dat"
-        size = 4096 + (i * 7919) % 65536
-        if direction == "export":
-            entries.append(Entry(path=path, kind="file", size=size, mtime_ns=base + i))
-        else:
-            entries.append(
-                Entry(
-                    path=path,
-                    kind="object",
-                    size=size,
-                    mtime_ns=base + i,
-                    etag=f"{i:032x}",
-                    storage_class="STANDARD",
-                )  # fmt: skip
-            )
-    entries.sort(key=lambda e: e.path)
-    return entries
+#: The synthetic tree: files of 1,000 a directory, directories 100 a parent, under top-level
+#: directories of 100,000 files each (10 million entries: 100 top-level directories).
+PER_DIR, PER_TOP = 1000, 100_000
 
 
-def plan_child(n: int, direction: str) -> int:
-    """One size of the plan case, in a process of its own: times and peak memory as JSON."""
-    import gc
+class SyntheticTree:
+    """A tree of `n` files as a lister would return it, a range at a time: for export the
+    directory lister's entries (files, and the directories' own entries), for import the bucket
+    lister's objects (ETag, storage class); the destination is empty (a first run, every entry
+    copied). Its levels are what `tasks.ranges.expand` reads of a real tree."""
 
-    from tasks.listing import Filter
-    from tasks.options import DEFAULT_BYTES, DEFAULT_FILES
-    from tasks.partition import partition
-    from tasks.plan import APPLY_ACTIONS, plan_export, plan_import
+    def __init__(self, n: int) -> None:
+        self.n = n
 
-    out = {"entries": n, "direction": direction, "base_kib": rss_kib()[0]}
-    gc.collect()
+    def levels(self, paths):
+        tops = math.ceil(self.n / PER_TOP)
+        found = []
+        for path in paths:
+            if path == "":
+                found.append([f"t{t:04d}" for t in range(tops)])
+            elif "/" not in path:
+                top = int(path[1:])
+                mids = math.ceil(min(PER_TOP, self.n - top * PER_TOP) / PER_DIR)
+                found.append([f"{path}/m{m:02d}" for m in range(mids)])
+            else:
+                found.append([])
+        return found
+
+    def files(self, span) -> range:
+        """The numbers of the files a span holds."""
+        parts = span.path.split("/") if span.path else []
+        if not parts:
+            return range(self.n if span.deep else 0)
+        top = int(parts[0][1:])
+        start = top * PER_TOP
+        if len(parts) == 1:
+            return range(start, min(start + PER_TOP, self.n)) if span.deep else range(0)
+        start += int(parts[1][1:]) * PER_DIR
+        return range(start, min(start + PER_DIR, self.n))
+
+    def sides(self, job, rng):
+        from tasks.listing import Entry
+
+        export = job.direction == "export"
+        entries = []
+        base = 1_700_000_000_000_000_000
+        for span in rng.spans:
+            if export and span.path:
+                entries.append(Entry(path=span.path, kind="dir"))
+            numbers = self.files(span)
+            if export and span.deep and span.path.count("/") == 0 and span.path:
+                for m in range(0, len(numbers), PER_DIR):
+                    entries.append(Entry(path=f"{span.path}/m{m // PER_DIR:02d}", kind="dir"))
+            for i in numbers:
+                top, mid = i // PER_TOP, (i // PER_DIR) % 100
+                path = f"t{top:04d}/m{mid:02d}/file-{i:09d}.dat"
+                size = 4096 + (i * 7919) % 65536
+                if export:
+                    entries.append(Entry(path=path, kind="file", size=size, mtime_ns=base + i))
+                else:
+                    entries.append(
+                        Entry(
+                            path=path,
+                            kind="object",
+                            size=size,
+                            mtime_ns=base + i,
+                            etag=f"{i:032x}",
+                            storage_class="STANDARD",
+                        )  # fmt: skip
+                    )
+        entries.sort(key=lambda e: e.path)
+        return entries, []
+
+
+def _plan_one(n: int, direction: str, rng, report_url: str, tree: str | None = None):
+    """One range planned in a worker process, by `tasks.planner.plan_range` (what the flow's
+    plan-range task runs) with the synthetic lister: the partitions travel back to the parent
+    (pickled, as a process pool returns them). Returns (plan, seconds, CPU seconds)."""
+    from tasks.endpoints import parse_endpoint
+    from tasks.job import Job
+    from tasks.manifest import ReportDir
+    from tasks.options import Options
+    from tasks.planner import plan_range
+    from tasks.run import RunState
+
+    started, cpu = time.perf_counter(), time.process_time()
+    from tasks.planner import list_sides
+
+    job = Job(
+        "bench", direction, parse_endpoint(tree or "/nonexistent/ferry-bench"),
+        parse_endpoint("s3://bench/data"), Options(),
+    )  # fmt: skip
+    plan = plan_range(
+        job, rng, ReportDir(report_url, "bench"), RunState.of(job),
+        lister=list_sides if tree else SyntheticTree(n).sides,
+    )  # fmt: skip
+    return plan, time.perf_counter() - started, time.process_time() - cpu
+
+
+def _max_rss_kib() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def plan_child(n: int, direction: str, workers: int, tree: str | None = None) -> int:
+    """One size of the plan case, in a process of its own: the tree cut into ranges as the flow
+    cuts it, each range planned by `plan_range` in one of `workers` worker processes, the
+    partitions received here and dropped (as copying consumes them). Times, CPU and peak
+    resident memory of this process and of the biggest worker, as JSON."""
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from multiprocessing import get_context
+
+    from flows.transfer import RANGES_PER_PROCESS
+    from tasks.ranges import expand, group
+
+    out = {"entries": n, "direction": direction, "workers": workers, "base_kib": rss_kib()[0]}
+    reports = tempfile.mkdtemp(prefix="ferry-plan-")
     started = time.perf_counter()
-    listed = synthetic_listing(n, direction)
-    out["listing_s"] = time.perf_counter() - started
-    out["listing_kib"] = rss_kib()[1]
-    out["listed"] = len(listed)
+    from tasks.ranges import directory_levels
 
-    started = time.perf_counter()
-    selected = Filter(None, None)
-    if direction == "export":
-        items = plan_export(listed, [], prefix="data/", overwrite="changed", selected=selected)
-    else:
-        items = plan_import(listed, [], overwrite="changed", selected=selected)
-    work = [i for i in items if i.action in APPLY_ACTIONS]
-    out["plan_s"] = time.perf_counter() - started
-    out["plan_kib"] = rss_kib()[1]
-    out["work"] = len(work)
-
-    started = time.perf_counter()
-    parts = partition(work, max_files=DEFAULT_FILES, max_bytes=DEFAULT_BYTES)
-    out["partition_s"] = time.perf_counter() - started
-    out["partition_kib"] = rss_kib()[1]
-    out["partitions"] = len(parts)
-    out["maxrss_kib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    levels = directory_levels(tree) if tree else SyntheticTree(n).levels
+    ranges = group(expand(levels), RANGES_PER_PROCESS * max(2, workers))
+    out["ranges"] = len(ranges)
+    files = parts = 0
+    busiest = 0.0
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        pool.submit(_max_rss_kib).result()  # started: its start-up is not the plan's
+        started = time.perf_counter()
+        mine = time.process_time()
+        futures = {pool.submit(_plan_one, n, direction, r, reports, tree) for r in ranges}
+        ranges_cpu = 0.0
+        for future in as_completed(futures):
+            futures.discard(future)  # what it holds is let go once received, as the flow does
+            plan, seconds, cpu = future.result()
+            ranges_cpu += cpu
+            if out.get("first_s") is None:
+                out["first_s"] = time.perf_counter() - started
+            files += plan.files
+            parts += len(plan.parts)
+            busiest = max(busiest, seconds)
+            del plan
+        out["wall_s"] = time.perf_counter() - started
+        out["flow_cpu_s"] = time.process_time() - mine
+        out["ranges_cpu_s"] = ranges_cpu
+    shutil.rmtree(reports, ignore_errors=True)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    out["cpu_s"] = out["flow_cpu_s"] + out["ranges_cpu_s"]  # the plan's, not the start-ups'
+    out["parent_kib"] = me.ru_maxrss
+    out["worker_kib"] = children.ru_maxrss  # the biggest of the workers (all ended)
+    out["planned"] = files
+    out["partitions"] = parts
+    out["slowest_range_s"] = busiest
     print(json.dumps(out), flush=True)
     return 0
 
 
-def plan_case(sizes: list[int], directions: list[str]) -> list[dict]:
+def plan_case(
+    sizes: list[int], directions: list[str], workers: int, tree: str | None = None
+) -> list[dict]:
     rows = []
     for direction in directions:
         for n in sizes:
-            print(f"  plan {direction} {n:,} entries (a fresh process)...", flush=True)
-            started = time.monotonic()
+            print(f"  plan {direction} {n:,} entries on {workers} workers (a fresh process)...",
+                  flush=True)  # fmt: skip
             done = subprocess.run(
-                [sys.executable, os.path.abspath(__file__), "--plan-child", str(n), direction],
+                [sys.executable, os.path.abspath(__file__), "--plan-child", str(n), direction,
+                 str(workers)] + (["--plan-tree", tree] if tree else []),
                 capture_output=True,
                 text=True,
                 cwd=ROOT,
-            )
+            )  # fmt: skip
             if done.returncode != 0:
                 print(f"    failed ({done.returncode}): {done.stderr[-1500:]}", flush=True)
                 rows.append({"entries": n, "direction": direction, "failed": True})
                 continue
             row = json.loads(done.stdout.strip().splitlines()[-1])
-            row["process_s"] = time.monotonic() - started
+            row["tree"] = bool(tree)
             rows.append(row)
             print(
-                f"    listing {row['listing_s']:.2f} s, plan {row['plan_s']:.2f} s, partition "
-                f"{row['partition_s']:.2f} s, peak {row['partition_kib'] / 1024:,.0f} MiB",
+                f"    {row['wall_s']:.1f} s ({row['ranges_cpu_s']:.1f} s CPU in the ranges, "
+                f"{row['flow_cpu_s']:.1f} s here), first range "
+                f"{row['first_s']:.1f} s; peak {row['parent_kib'] / 1024:,.0f} MiB here + "
+                f"{row['worker_kib'] / 1024:,.0f} MiB a worker",
                 flush=True,
             )
     return rows
+
+
+def tree_case(files: int, workers: int, work: str) -> list[dict]:
+    """The plan case on a real tree of `files` files (1,000 a directory, 50 directories a
+    parent), listed by ferry's own lister, against an empty prefix of a moto bucket."""
+    from flows.local_s3 import DEMO_CREDENTIALS, local_s3
+
+    root = os.path.join(work, "tree")
+    print(f"Writing a tree of {files:,} files (not timed)...", flush=True)
+    for i in range(files):
+        if i % PER_DIR == 0:
+            folder = os.path.join(root, f"t{i // 50_000:03d}", f"m{(i // PER_DIR) % 50:02d}")
+            os.makedirs(folder)
+        with open(os.path.join(folder, f"file-{i:07d}.dat"), "wb") as f:
+            f.write(b"%d" % i)
+    with local_s3() as endpoint:
+        os.environ.update({**DEMO_CREDENTIALS, "AWS_ENDPOINT_URL": endpoint})
+        import boto3
+
+        boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(
+            Bucket="bench"
+        )
+        print("Plan of the real tree...", flush=True)
+        return plan_case([files], ["export"], workers, root)
 
 
 # -- the report ---------------------------------------------------------------------------------
@@ -489,25 +609,28 @@ def report(copies: list[Copy], plans: list[dict]) -> None:
             )
         print()
     if plans:
-        print("plan: synthetic listing → plan against an empty destination → partition "
-              "(each size in a fresh process; MiB: peak resident after the step)")  # fmt: skip
+        print("plan: a synthetic tree cut into ranges, each listed, planned against an empty "
+              "destination and partitioned by plan_range in a worker process; the partitions "
+              "sent back (each size in a fresh process)")  # fmt: skip
         print(
-            f"  {'direction':9} {'entries':>11} {'listing s':>9} {'plan s':>7} "
-            f"{'partition s':>11} {'parts':>5} {'base MiB':>8} {'listing MiB':>11} "
-            f"{'plan MiB':>8} {'peak MiB':>8} {'B/entry':>7}"
+            f"  {'direction':9} {'entries':>11} {'workers':>7} {'ranges':>6} {'wall s':>7} "
+            f"{'first s':>7} {'CPU s':>7} {'µs CPU/entry':>12} {'parts':>6} "
+            f"{'flow MiB':>8} {'worker MiB':>10} {'peak MiB':>8}"
         )
         for r in plans:
             if r.get("failed"):
                 print(f"  {r['direction']:9} {r['entries']:>11,} FAILED")
                 continue
-            per_entry = (r["partition_kib"] - r["base_kib"]) * 1024 / r["entries"]
+            peak = (r["parent_kib"] + r["workers"] * r["worker_kib"]) / 1024
             print(
-                f"  {r['direction']:9} {r['entries']:>11,} {r['listing_s']:9.2f} "
-                f"{r['plan_s']:7.2f} {r['partition_s']:11.2f} {r['partitions']:5} "
-                f"{r['base_kib'] / 1024:8,.0f} {r['listing_kib'] / 1024:11,.0f} "
-                f"{r['plan_kib'] / 1024:8,.0f} {r['partition_kib'] / 1024:8,.0f} "
-                f"{per_entry:7,.0f}"
+                f"  {r['direction'] + (' tree' if r.get('tree') else ''):9} "
+                f"{r['entries']:>11,} {r['workers']:7} {r['ranges']:6} "
+                f"{r['wall_s']:7.1f} {r['first_s']:7.1f} {r['cpu_s']:7.1f} "
+                f"{r['cpu_s'] * 1e6 / r['entries']:12.1f} {r['partitions']:6} "
+                f"{r['parent_kib'] / 1024:8,.0f} {r['worker_kib'] / 1024:10,.0f} {peak:8,.0f}"
             )
+        print("  peak: this process's peak plus each worker's at the biggest worker's peak "
+              "(an upper bound of the memory in use at once)")  # fmt: skip
         print()
 
 
@@ -530,11 +653,19 @@ def main() -> int:
         "--plan-directions", default="all", help="comma-separated, of export, import"
     )
     parser.add_argument("--workdir", default=None, help="where the trees go (default: a temp dir)")
-    parser.add_argument("--plan-child", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--plan-workers", type=int, default=2, help="worker processes that plan the ranges"
+    )
+    parser.add_argument(
+        "--tree-files", type=int, default=500_000, help="files of the real tree (case tree)"
+    )
+    parser.add_argument("--plan-tree", help=argparse.SUPPRESS)
+    parser.add_argument("--plan-child", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--dask-cluster", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.plan_child:
-        return plan_child(int(args.plan_child[0]), args.plan_child[1])
+        n, direction, workers = args.plan_child
+        return plan_child(int(n), direction, int(workers), args.plan_tree)
     if args.dask_cluster:
         return serve_dask_cluster(args.dask_cluster)
     cases = choose(args.cases, CASES, CASES, "cases")
@@ -555,7 +686,10 @@ def main() -> int:
             copies = run_copies(args, cases, work)
         if "plan" in cases:
             print("Plan and partition of synthetic listings...", flush=True)
-            plans = plan_case(sizes, choose(args.plan_directions, DIRECTIONS, DIRECTIONS, "plans"))
+            directions = choose(args.plan_directions, DIRECTIONS, DIRECTIONS, "plans")
+            plans = plan_case(sizes, directions, args.plan_workers)
+        if "tree" in cases:
+            plans += tree_case(args.tree_files, args.plan_workers, work)
     finally:
         if not args.workdir:
             shutil.rmtree(work, ignore_errors=True)

@@ -4,9 +4,9 @@ prefect-dask's `DaskTaskRunner`), so each partition stays a task run of the flow
 here schedules, retries or moves work itself.
 
 - `workers` worker processes, each with its own event loop and storage client, run the
-  partitions when there is more than one partition; one partition, or `workers=1`, runs in the
-  flow's process as before. By default, the machine's cores, as many as the task's work pays for
-  (a worker process costs seconds of CPU to start).
+  ranges and partitions; `workers=1` runs them in the flow's process as before. By default a
+  task starts in the flow's process and moves to the machine's cores once the work planned so
+  far pays for them (`Growing`: a worker process costs seconds of CPU to start).
 - `dask_address` (or `FERRY_DASK_ADDRESS`) sends them to the scheduler at that address instead:
   Dask places them on its workers and runs a partition again elsewhere when its worker dies.
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 import gc
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from tasks.check import check_items
 from tasks.job import Job
-from tasks.listing import Filter, list_bucket, list_directory, without_reports
+from tasks.listing import Entry, Filter, list_bucket, list_directory, without_reports
 from tasks.manifest import ReportDir, now
 from tasks.outcome import decided_row, dry_run_row
 from tasks.partition import Partition, partition
@@ -49,55 +49,60 @@ class RangePlan:
         return sum(p.bytes for p in self.parts)
 
 
+def list_sides(job: Job, rng: Range) -> tuple[list[Entry], list[Entry]]:
+    """The entries of `rng` on the source side and on the destination side (the two listed at
+    once: the bucket's on its event loop, the directory's here)."""
+    directory, bucket, spans = job.directory, job.bucket, list(rng.spans)
+    with ThreadPoolExecutor(1, thread_name_prefix="ferry-list") as other_side:
+        listed_bucket = other_side.submit(list_bucket, bucket, spans)
+        if job.direction == "export":
+            source = list_directory(directory, must_exist=True, spans=spans)
+            source = without_reports(source, directory, job.options.report_dir)
+            return source, listed_bucket.result()
+        there = list_directory(
+            directory, must_exist=False, read_state=True, clean_temporaries=True, spans=spans
+        )
+        return listed_bucket.result(), there
+
+
 def plan_range(
     job: Job,
     rng: Range,
     report: ReportDir,
     run: RunState,
     uploads: dict[str, list[str]] | None = None,
+    *,
+    lister=list_sides,
 ) -> RangePlan:
     """Plan `rng`. `uploads`: the multipart uploads (key → upload ids) an earlier export left
-    under the prefix; those to a key this range writes are aborted."""
+    under the prefix; those to a key this range writes are aborted. `lister`: what lists the
+    two sides (`list_sides`; the benchmark's synthetic trees)."""
     gc_was = gc.isenabled()
     gc.disable()  # a listing is millions of acyclic objects: collections only cost time
     try:
-        return _plan(job, rng, report, run, uploads or {})
+        return _plan(job, rng, report, run, uploads or {}, lister)
     finally:
         if gc_was:
             gc.enable()
 
 
-def _plan(job: Job, rng: Range, report: ReportDir, run: RunState, uploads) -> RangePlan:
-    options, directory, bucket = job.options, job.directory, job.bucket
+def _plan(job: Job, rng: Range, report: ReportDir, run: RunState, uploads, lister) -> RangePlan:
+    options, bucket = job.options, job.bucket
     selected = Filter(options.include, options.exclude)
-    spans = list(rng.spans)
-    with ThreadPoolExecutor(1, thread_name_prefix="ferry-list") as other_side:
-        listed_bucket = other_side.submit(list_bucket, bucket, spans)
-        if job.direction == "export":
-            source = without_reports(
-                list_directory(directory, must_exist=True, spans=spans),
-                directory,
-                options.report_dir,
-            )
-            items = plan_export(
-                source,
-                listed_bucket.result(),
-                prefix=bucket.prefix,
-                overwrite=options.overwrite,
-                selected=selected,
-            )
-        else:
-            there = list_directory(
-                directory, must_exist=False, read_state=True, clean_temporaries=True, spans=spans
-            )
-            source = listed_bucket.result()
-            items = plan_import(
-                source,
-                there,
-                overwrite=options.overwrite,
-                selected=selected,
-                directories=rng.directories,
-            )
+    source, there = lister(job, rng)
+    if job.direction == "export":
+        items = plan_export(
+            source, there, prefix=bucket.prefix, overwrite=options.overwrite, selected=selected
+        )
+    else:
+        items = plan_import(
+            source,
+            there,
+            overwrite=options.overwrite,
+            selected=selected,
+            directories=rng.directories,
+        )
+    del there
     listed, listed_bytes = len(source), sum(e.size for e in source)
     del source
 
@@ -147,4 +152,4 @@ def _plan(job: Job, rng: Range, report: ReportDir, run: RunState, uploads) -> Ra
 
 def numbered(parts, first: int) -> list[Partition]:
     """A range's partitions numbered from `first` (partitions are numbered across the task)."""
-    return [replace(p, index=first + n) for n, p in enumerate(parts)]
+    return [p.renumbered(first + n) for n, p in enumerate(parts)]

@@ -136,3 +136,33 @@ def test_the_bandwidth_cap_is_the_tasks_across_its_workers(tmp_path, bucket, rep
     took = (frame.finished_at.max() - frame.started_at.min()).total_seconds()
     share, burst, last_file = 4 / 2, 0.25 * 4 / 2, 1
     assert took >= (8 / 2 - burst - last_file) / share, took
+
+
+def test_by_default_a_task_moves_to_worker_processes_once_its_plan_pays_for_them():
+    """A task starts in the flow's process; the work planned so far decides when worker
+    processes pay (one per FILES_PER_WORKER files or BYTES_PER_WORKER bytes, up to the cores).
+    Given `workers`, or a bandwidth cap, it stays where it started."""
+    import contextlib
+
+    from flows.workers import FILES_PER_WORKER, Growing
+    from tasks.options import Options
+
+    cores = os.cpu_count() or 1
+    with contextlib.ExitStack() as stack:
+        placed = Growing(Options(), stack)
+        assert placed.current.runner is None
+        assert not placed.grow(FILES_PER_WORKER - 1, 0, waiting=10)  # not yet worth a worker
+        assert not placed.grow(10 * FILES_PER_WORKER, 0, waiting=1)  # nothing left to share
+        assert placed.grow(10 * FILES_PER_WORKER, 0, waiting=10) == (cores > 1)
+        if cores > 1:
+            assert placed.current.processes == min(cores, 10)
+            assert type(placed.current.runner).__name__ == "ProcessPoolTaskRunner"
+            assert not placed.grow(100 * FILES_PER_WORKER, 0, waiting=10)  # once
+    with contextlib.ExitStack() as stack:
+        capped = Growing(Options(bandwidth_mbps=10), stack)
+        assert not capped.grow(10 * FILES_PER_WORKER, 0, waiting=10)
+        assert capped.current.runner is None
+    with contextlib.ExitStack() as stack:
+        one = Growing(Options(workers=1), stack)
+        assert not one.grow(10 * FILES_PER_WORKER, 0, waiting=10)
+        assert one.current.runner is None
