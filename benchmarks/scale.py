@@ -63,8 +63,8 @@ compete with them and with each other: wall time of workers=2 and dask is bounde
 left, not by ferry; moto's CPU per request is about the client's. CPU counts every process's start
 (a worker process imports Prefect and ferry: about a second each); Dask adds its scheduler's and
 workers' heartbeats. The plan numbers are pure Python on the workers' cores, memory the Entry
-and Item objects of the ranges being planned and their path strings. The machine's load average is printed before and after: other
-work on the machine changes every number here.
+and Item objects of the ranges being planned and their path strings. The machine's load
+average is printed before and after: other work on the machine changes every number here.
 """
 
 from __future__ import annotations
