@@ -111,6 +111,7 @@ class Console:
             ]
             # conversion's own outcomes (renamed, directory, ...), shown, not hidden
             + [f"{n} {k}" for k, n in sorted(c.items()) if k not in standard and n]
+            + ([f"{result.deleted} deleted"] if getattr(result, "deleted", 0) else [])
         )
         self.out.print(
             f"  {counts}   {result.bytes / MB:,.1f} MB in {seconds:.1f} s "
@@ -118,6 +119,10 @@ class Console:
             highlight=False,
             soft_wrap=True,
         )
+        if getattr(result, "not_deleted", None):
+            self.out.print(
+                f"  [yellow]{result.not_deleted}[/yellow]", soft_wrap=True, highlight=False
+            )
         if not result.ok:
             self._problems(result.manifest)
         if result.job == "convert":

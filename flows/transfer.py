@@ -150,6 +150,8 @@ def _pipeline(job: Job, spans, report: ReportDir, run: RunState, uploads) -> Non
     actions: Counter = Counter()
     listed_bytes = planned_files = planned_bytes = partitions = ranges_done = 0
     failure: BaseException | None = None
+    extras: list = []  # delete_extra: what the destination holds and the source does not
+    destination_entries = copy_failures = 0
 
     with contextlib.ExitStack() as stack:
         placed = Growing(options, stack)
@@ -209,6 +211,8 @@ def _pipeline(job: Job, spans, report: ReportDir, run: RunState, uploads) -> Non
                 planned_files += plan.files
                 planned_bytes += plan.bytes
                 waiting.extend(parts)
+                extras.extend(plan.extras)
+                destination_entries += plan.destination_entries
                 progress.add(plan.files, plan.bytes)
                 progress.listing = bool(ranges) or running(Range) > 0
                 run.planned(plan.files, plan.bytes)
@@ -234,10 +238,62 @@ def _pipeline(job: Job, spans, report: ReportDir, run: RunState, uploads) -> Non
                     part_file = report.write_part(f"part-{part.index:05d}", rows)
                     done = PartitionResult(part.index, {"failed": len(rows)}, 0, part_file)
                 where.heard(run, done)
+                copy_failures += done.counts.get("failed", 0)
                 runview.log_partition(part.index, partitions, done, time.monotonic() - started)
         progress.listing = False
+    if failure is None and options.delete_extra:
+        _mirror(job, extras, destination_entries, copy_failures, partitions, report, run)
     if failure is not None:
         raise failure
+
+
+def _mirror(job: Job, extras, destination_entries: int, copy_failures: int, first: int,
+            report: ReportDir, run: RunState) -> None:  # fmt: skip
+    """delete_extra, once everything is copied: delete what the destination holds and the
+    source does not, unless the task was cancelled, an entry failed to copy, it is a dry run, or
+    there are more than max_delete; then each is a skipped row saying why, and the log too."""
+    from tasks.delete import delete_limit
+    from tasks.outcome import decided_row
+    from tasks.rows import ReasonCode, Status
+    from tasks.steps import delete_step
+
+    if not extras:
+        run_logger().info("delete_extra: the destination holds nothing the source does not")
+        return
+    options, log = job.options, run_logger()
+    limit = delete_limit(options.max_delete, destination_entries)
+    why = None
+    if run.cancelled.is_set():
+        why = ("cancelled before the deletions", ReasonCode.CANCELLED)
+    elif copy_failures:
+        why = (f"not deleted: {copy_failures} entries failed to copy", ReasonCode.COPY_FAILED)
+    elif limit is not None and len(extras) > limit:
+        why = (
+            f"not deleted: {len(extras)} deletions are over max_delete {options.max_delete} "
+            f"({limit} of the {destination_entries} entries at the destination)",
+            ReasonCode.OVER_MAX_DELETE,
+        )
+    elif options.dry_run:
+        why = ("dry run: would delete", ReasonCode.DRY_RUN)
+    if why is not None:
+        if why[1] != ReasonCode.DRY_RUN:
+            log.warning("delete_extra: %d entries not deleted: %s", len(extras), why[0])
+        stamp = now()
+        rows = [
+            decided_row(job, i, Status.SKIPPED, why[0], stamp, reason_code=why[1]) for i in extras
+        ]
+        report.write_part("delete-skipped", rows)
+        return
+    log.info("delete_extra: deleting %d entries the source does not hold", len(extras))
+    extras.sort(
+        key=lambda i: (i.kind == "dir", -i.path.count("/"))
+    )  # directories last, deepest first
+    parts = partition(extras, max_files=options.partition_files, max_bytes=sys.maxsize)
+    for part in parts:
+        # in order: a directory goes only after the files below it
+        done = delete_step(job, part.renumbered(first + part.index), report)
+        run.limits.count(len(part), 0)
+        runview.log_partition(first + part.index, first + len(parts), done, 0.0)
 
 
 def make_root(directory: Directory) -> None:

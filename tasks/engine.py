@@ -193,6 +193,13 @@ class ObstoreData:
                 return bool(chunk)
         return False
 
+    async def delete(self, key: str) -> None:
+        """Delete one object (a store without a batch delete of its own: GCS, Azure)."""
+        import obstore
+
+        with _translated(key):
+            await obstore.delete_async(self._store, key)
+
     async def list(self, prefix: str) -> list[dict]:
         """Every object below `prefix` ('' or ending in '/'): obstore's ObjectMeta dicts."""
         import obstore

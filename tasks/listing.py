@@ -79,10 +79,13 @@ def list_directory(
     read_state: bool = False,
     clean_temporaries: bool = False,
     spans=None,
+    unknown_subtrees: bool = False,
 ) -> list[Entry]:
     """Every entry below `directory.root` (or in its `spans`, `tasks.ranges`), depth first,
     links not followed, sorted by path. ferry's own temporary files are never listed; with
-    `clean_temporaries` (an import's destination), those that no live import holds are removed."""
+    `clean_temporaries` (an import's destination), those that no live import holds are removed.
+    With `unknown_subtrees`, a shallow span's subdirectories that are not spans of their own
+    (found only on this side) are listed whole with it (a mirror's destination)."""
     root = directory.root
     if not os.path.lexists(root):
         if must_exist:
@@ -93,14 +96,17 @@ def list_directory(
         raise error("not a directory", where=root)
     entries: list[Entry] = []
     for span in spans or [None]:
-        _list_span(root, span, entries, read_state, clean_temporaries)
+        _list_span(root, span, entries, read_state, clean_temporaries, unknown_subtrees)
     entries.sort(key=lambda e: e.path)
     return entries
 
 
-def _list_span(root: str, span, entries: list[Entry], read_state: bool, clean: bool) -> None:
+def _list_span(
+    root: str, span, entries: list[Entry], read_state: bool, clean: bool, unknown: bool = False
+) -> None:
     """The entries of one span (None: the whole tree) appended to `entries`."""
     deep = span is None or span.deep
+    known = set(span.children) if span is not None and unknown else None
     relative_start = span.path if span is not None else ""
     start = os.path.join(root, relative_start) if relative_start else root
     if relative_start:
@@ -141,7 +147,7 @@ def _list_span(root: str, span, entries: list[Entry], read_state: bool, clean: b
             if found is None:
                 continue
             if found.kind == "dir":
-                if deep:
+                if deep or (known is not None and relative not in known):
                     stack.append((relative, child.path))
                 continue  # a shallow span's subdirectory is a span of its own
             entries.append(found)
@@ -253,12 +259,16 @@ async def list_prefix(
     prefix: BucketPrefix,
     *,
     spans=None,
+    unknown_subtrees: bool = False,
     concurrency: int = 16,
     flat_pages: int = FLAT_PAGES,
     page_size: int = 1000,
 ) -> list[Entry]:
     """Every object below the prefix (or in its `spans`, `tasks.ranges`; latest versions only),
     as entries relative to it, sorted by path.
+
+    With `unknown_subtrees`, a shallow span's sub-prefixes that are not spans of their own
+    (found only on this side) are listed whole with it (a mirror's destination).
 
     A small prefix is read page by page (a request per 1,000 keys). When it is still going after
     `flat_pages` pages, the rest is listed in parallel: one delimited request finds the
@@ -311,17 +321,24 @@ async def list_prefix(
         if last_key is not None:
             await _fan_out(pages, add, within, last_key, concurrency)
 
-    async def level(within: str) -> None:
+    async def level(within: str, span) -> None:
+        unknown = []
         async for page in pages(Prefix=within, Delimiter="/"):
             for obj in page.get("Contents", []):
                 add(obj)
+            if unknown_subtrees:
+                known = {prefix.prefix + c + "/" for c in span.children}
+                unknown += [p["Prefix"] for p in page.get("CommonPrefixes", [])]
+                unknown = [p for p in unknown if p not in known]
+        for sub in unknown:
+            await below(sub)
 
     try:
         for span in spans:
             if span is not None and not _is_key(span.path):
                 continue  # a local name that is not UTF-8: no key can be under it
             within = prefix.prefix + (f"{span.path}/" if span is not None and span.path else "")
-            await (below(within) if span is None or span.deep else level(within))
+            await (below(within) if span is None or span.deep else level(within, span))
     except Exception as exc:
         raise task_error(exc, where=prefix.display) from exc
     entries.sort(key=lambda e: (e.path, e.kind != "dir"))
@@ -393,9 +410,9 @@ async def _fan_out(pages, add, prefix: str, after: str, concurrency: int) -> Non
     await asyncio.gather(*(list_all(sub) for sub in subprefixes))
 
 
-def list_bucket(prefix: BucketPrefix, spans=None) -> list[Entry]:
+def list_bucket(prefix: BucketPrefix, spans=None, unknown_subtrees: bool = False) -> list[Entry]:
     """`list_prefix`, called from synchronous code."""
-    return prefix.run(list_prefix, prefix, spans=spans)
+    return prefix.run(list_prefix, prefix, spans=spans, unknown_subtrees=unknown_subtrees)
 
 
 def without_reports(entries, directory: Directory, report_dir: str | None):

@@ -162,6 +162,46 @@ AllowEmpty = Annotated[
     ),
 ]
 DryRun = Annotated[bool, Field(description="Plan and write the manifest, but copy nothing.")]
+DeleteExtra = Annotated[
+    bool,
+    Field(
+        description="Mirror: delete what the destination holds and the source does not (objects "
+        "under the prefix on export, files and directories under the directory on import), "
+        "after the copies, never outside the prefix or directory, never what include/exclude "
+        "leave out; nothing is deleted when an entry failed to copy or more would go than "
+        "max_delete allows. Each deletion is a manifest row with action `delete`."
+    ),
+]
+
+
+def parse_max_delete(value: Any) -> Any:
+    """A count ('100', 100) or a percentage of the destination's entries ('10%') → '100' or
+    '10%'; anything else is refused with what is expected."""
+    if value is None or isinstance(value, bool):
+        return value
+    text = str(value).strip()
+    percent = text.endswith("%")
+    number = text.removesuffix("%").strip()
+    try:
+        amount = float(number) if percent else int(number)
+    except ValueError:
+        raise ValueError(
+            f"max_delete takes a count (100) or a percentage (10%), not {value!r}"
+        ) from None
+    if amount < 0 or (percent and amount > 100):
+        raise ValueError(f"max_delete must be a count ≥ 0 or a percentage 0-100%, not {value!r}")
+    return f"{amount:g}%" if percent else str(amount)
+
+
+MaxDelete = Annotated[
+    str | None,
+    BeforeValidator(parse_max_delete),
+    Field(
+        description="With delete_extra: the most deletions a task may make, a count (100) or a "
+        "percentage of the entries the destination holds (10%). Above it nothing is deleted, "
+        "and the task says why. Default: no limit."
+    ),
+]
 Retries = Annotated[
     int,
     Field(
@@ -341,6 +381,8 @@ class Options(BaseModel):
     partition_bytes: Annotated[PartitionBytes, For(*TRANSFERS)] = DEFAULT_BYTES
     report_dir: Annotated[ReportDirOption, For(*REPORTED)] = None
     dry_run: Annotated[DryRun, For(*TRANSFERS)] = False
+    delete_extra: Annotated[DeleteExtra, For(*TRANSFERS)] = False
+    max_delete: Annotated[MaxDelete, For(*TRANSFERS), Cli("--max-delete", "N|P%")] = None
     retries: Annotated[Retries, For(*COPIES, *CHECKED)] = 5
     multipart_threshold: Annotated[
         Size,

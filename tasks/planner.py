@@ -39,6 +39,10 @@ class RangePlan:
     unchanged: int = 0
     #: multipart uploads of an earlier, killed export aborted by this range
     aborted: int = 0
+    #: delete_extra: what the destination holds and the source does not (action `delete`), and
+    #: how many entries the destination holds in the range (what a max_delete percentage takes)
+    extras: tuple[Item, ...] = ()
+    destination_entries: int = 0
 
     @property
     def files(self) -> int:
@@ -53,15 +57,24 @@ def list_sides(job: Job, rng: Range) -> tuple[list[Entry], list[Entry]]:
     """The entries of `rng` on the source side and on the destination side (the two listed at
     once: the bucket's on its event loop, the directory's here)."""
     directory, bucket, spans = job.directory, job.bucket, list(rng.spans)
+    # a mirror also lists what only the destination holds
+    mirror = job.options.delete_extra
     with ThreadPoolExecutor(1, thread_name_prefix="ferry-list") as other_side:
-        listed_bucket = other_side.submit(list_bucket, bucket, spans)
         if job.direction == "export":
+            listed_bucket = other_side.submit(list_bucket, bucket, spans, mirror)
             source = list_directory(directory, must_exist=True, spans=spans)
             source = without_reports(source, directory, job.options.report_dir)
             return source, listed_bucket.result()
+        listed_bucket = other_side.submit(list_bucket, bucket, spans)
         there = list_directory(
-            directory, must_exist=False, read_state=True, clean_temporaries=True, spans=spans
+            directory,
+            must_exist=False,
+            read_state=True,
+            clean_temporaries=True,
+            spans=spans,
+            unknown_subtrees=mirror,
         )
+        there = without_reports(there, directory, job.options.report_dir)
         return listed_bucket.result(), there
 
 
@@ -90,6 +103,8 @@ def _plan(job: Job, rng: Range, report: ReportDir, run: RunState, uploads, liste
     options, bucket = job.options, job.bucket
     selected = Filter(options.include, options.exclude)
     source, there = lister(job, rng)
+    extras = extra_items(job, rng, source, there, selected) if options.delete_extra else ()
+    destination_entries = len(there)
     if job.direction == "export":
         items = plan_export(
             source, there, prefix=bucket.prefix, overwrite=options.overwrite, selected=selected
@@ -147,7 +162,52 @@ def _plan(job: Job, rng: Range, report: ReportDir, run: RunState, uploads, liste
         checked=len(checking),
         unchanged=unchanged,
         aborted=aborted,
+        extras=extras,
+        destination_entries=destination_entries,
     )
+
+
+def extra_items(job: Job, rng: Range, source, there, selected: Filter) -> tuple[Item, ...]:
+    """What the destination holds in the range and the source does not, as `delete` items: on
+    export, objects and `dir/` markers under the prefix; on import, files, links and special
+    files, then directories (deepest first) no key lies below. Entries include/exclude leave
+    out are kept; so is a bucket report directory inside the destination prefix."""
+    if job.direction == "export":
+        present = {(e.path, e.kind == "dir") for e in source}
+        reports = _reports_below(job)
+        found = [
+            e
+            for e in there
+            if (e.path, e.kind == "dir") not in present
+            and selected(e.path)
+            and not (reports and (e.path + "/").startswith(reports))
+        ]
+    else:
+        objects, directories = set(), set(rng.directories)
+        for e in source:
+            (directories if e.kind == "dir" else objects).add(e.path)
+            parts = e.path.split("/")
+            directories.update("/".join(parts[:i]) for i in range(1, len(parts)))
+        files = [e for e in there if e.kind != "dir" and e.path not in objects]
+        empty = [e for e in there if e.kind == "dir" and e.path not in directories]
+        empty.sort(key=lambda e: e.path.count("/"), reverse=True)  # the deepest first
+        found = [e for e in files + empty if selected(e.path)]
+    return tuple(
+        Item(e.path, e.kind, Action.DELETE, size=e.size, mtime_ns=e.mtime_ns, etag=e.etag)
+        for e in found
+    )
+
+
+def _reports_below(job: Job) -> str | None:
+    """The report directory's path relative to the destination prefix, with a trailing '/',
+    when it lies inside it (then it is never mirrored away)."""
+    from tasks.report_dir import default_report_dir
+
+    url = job.options.report_dir or default_report_dir()
+    head = f"{job.bucket.scheme}://{job.bucket.bucket}/{job.bucket.prefix}"
+    if not url.startswith(head):
+        return None
+    return url[len(head) :].strip("/") + "/"
 
 
 def numbered(parts, first: int) -> list[Partition]:

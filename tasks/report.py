@@ -12,7 +12,7 @@ import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field
 
 from tasks.manifest import STATUSES, ReportDir
-from tasks.rows import Status
+from tasks.rows import Action, Status
 
 if TYPE_CHECKING:
     from tasks.verify import Check
@@ -36,6 +36,10 @@ class TaskResult(BaseModel):
     manifest: str = Field(description="Path or URL of the Parquet manifest.")
     dry_run: bool = False
     cancelled: bool = Field(False, description="The task was cancelled before it finished.")
+    deleted: int = Field(0, description="delete_extra: entries deleted at the destination.")
+    not_deleted: str | None = Field(
+        None, description="delete_extra: why nothing was deleted (over max_delete, a failed copy)."
+    )
 
     @property
     def ok(self) -> bool:
@@ -92,8 +96,11 @@ def apply_verification(table: pa.Table, results: Mapping[str, Check]) -> pa.Tabl
     reasons = table.column("reason").to_pylist()
     codes = table.column("reason_code").to_pylist()
     verified = table.column("verified").to_pylist()
+    actions = table.column("action").to_pylist()
     for i, path in enumerate(paths):
         if statuses[i] not in (Status.OK, Status.SKIPPED) or path not in results:
+            continue
+        if actions[i] == Action.DELETE:  # a mirror's deletion: not an entry that was copied
             continue
         good, problem, code = results[path]
         verified[i] = good
@@ -111,6 +118,22 @@ def apply_verification(table: pa.Table, results: Mapping[str, Check]) -> pa.Tabl
     for name, values in columns.items():
         table = table.set_column(table.schema.get_field_index(name), name, values)
     return table
+
+
+def deletions_of(table: pa.Table) -> tuple[int, str | None]:
+    """delete_extra: how many entries were deleted, and why none was, when none was for a
+    reason of the task's own (over max_delete, a failed copy, a cancellation)."""
+    deleted, why = 0, None
+    kept = {"over_max_delete", "copy_failed", "cancelled"}
+    columns = [table.column(c).to_pylist() for c in ("action", "status", "reason_code", "reason")]
+    for action, status, code, reason in zip(*columns, strict=True):
+        if action != Action.DELETE:
+            continue
+        if status == Status.OK:
+            deleted += 1
+        elif why is None and code in kept:
+            why = reason
+    return deleted, why
 
 
 def counts_of(table: pa.Table) -> dict[str, int]:

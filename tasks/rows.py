@@ -49,6 +49,7 @@ class Action(StrEnum):
     REJECT = "reject"  # refused by the plan
     COMPARE = "compare"  # verify_data: compared, nothing copied
     CONVERT = "convert"  # conversion: placed in the namespace, nothing copied
+    DELETE = "delete"  # delete_extra: at the destination, not at the source
 
 
 class Kind(StrEnum):
@@ -74,6 +75,16 @@ class ReasonCode(StrEnum):
     DRY_RUN = "dry_run"
     #: The task was cancelled before the entry was copied; the destination is as it was.
     CANCELLED = "cancelled"
+    #: delete_extra: more deletions than max_delete allows, so none was made.
+    OVER_MAX_DELETE = "over_max_delete"
+    #: delete_extra: an entry failed to copy, so nothing was deleted (as a mirror that lost
+    #: a copy must not lose its old version too).
+    COPY_FAILED = "copy_failed"
+    #: delete_extra: a directory that still holds entries the task keeps (excluded ones).
+    NOT_EMPTY = "not_empty"
+    #: delete_extra: the destination entry is no longer what was listed (changed or replaced),
+    #: so it is kept.
+    CHANGED_SINCE_LISTED = "changed_since_listed"
 
     # -- rejected (and conversion's renames)
     #: The name cannot exist at the destination (too long, `..`, `.`, `//`, a backslash, NUL,

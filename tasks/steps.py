@@ -26,6 +26,7 @@ from tasks.report import (
     TaskResult,
     apply_verification,
     counts_of,
+    deletions_of,
     failures_table,
     merge,
     problems_of,
@@ -97,6 +98,14 @@ def plan_step(
     return plan_range(job, rng, report, run or RunState.of(job), uploads)
 
 
+@task(name="delete-extra", task_run_name="delete-{part.index}", **STEP)
+def delete_step(job: Job, part: Partition, report: ReportDir) -> PartitionResult:
+    """delete_extra: delete what the destination holds and the source does not."""
+    from tasks.delete import delete_partition
+
+    return delete_partition(job, part, report)
+
+
 @task(name="check", **STEP)
 def check_step(job: Job, items: tuple[Item, ...], run: RunState | None = None) -> list[Item]:
     """Settle `check` items by HEAD before copying (see `tasks.check`)."""
@@ -106,7 +115,7 @@ def check_step(job: Job, items: tuple[Item, ...], run: RunState | None = None) -
 @task(name="verify", **STEP)
 def verify_step(job: Job, report: ReportDir) -> dict[str, Check]:
     table = report.read_parts().select(
-        ["path", "kind", "size", "mtime", "status", "reason", "checksum", "reason_code"]
+        ["path", "kind", "size", "mtime", "status", "reason", "checksum", "reason_code", "action"]
     )
     # nanoseconds as plain ints, so nothing is lost to datetime's microseconds
     table = table.set_column(3, "mtime", table.column("mtime").cast(pa.int64()))
@@ -129,6 +138,7 @@ def report_step(
     the flow (`flows.runview.publish`), so they show on the flow run."""
     table = apply_verification(merge(report), verification)
     manifest = report.write_manifest(table)
+    deleted, not_deleted = deletions_of(table)
     summary = TaskResult(
         task_id=report.task_id,
         job=job,
@@ -139,6 +149,8 @@ def report_step(
         seconds=seconds,
         manifest=manifest,
         dry_run=dry_run,
+        deleted=deleted,
+        not_deleted=not_deleted,
     )
     report.write_summary(summary.as_dict())
     return Report(summary, failures_table(problems_of(table)))

@@ -72,7 +72,7 @@ def verify_copied(job: Job, rows: list[dict]) -> dict[str, Check]:
     todo = [
         r
         for r in rows
-        if r["status"] == Status.OK
+        if (r["status"] == Status.OK and r.get("action") != Action.DELETE)
         or (r["status"] == Status.SKIPPED and r["reason_code"] in VERIFIED_SKIPS)
     ]
     if not todo:
