@@ -402,7 +402,7 @@ class SyntheticTree:
         start += int(parts[1][1:]) * PER_DIR
         return range(start, min(start + PER_DIR, self.n))
 
-    def sides(self, job, rng):
+    def sides(self, job, rng, requests):
         from tasks.listing import Entry
 
         export = job.direction == "export"

@@ -119,6 +119,12 @@ class Console:
             highlight=False,
             soft_wrap=True,
         )
+        if getattr(result, "estimate", None):
+            from tasks.estimate import describe
+
+            self.out.print(
+                f"  would make {describe(result.estimate)}", soft_wrap=True, highlight=False
+            )
         if getattr(result, "not_deleted", None):
             self.out.print(
                 f"  [yellow]{result.not_deleted}[/yellow]", soft_wrap=True, highlight=False

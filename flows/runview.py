@@ -54,6 +54,13 @@ def log_plan(
     )
 
 
+def log_estimate(estimate: dict[str, int]) -> None:
+    """A dry run's estimate of what the task would cost."""
+    from tasks.estimate import describe
+
+    run_logger().info("dry run: the task would make %s", describe(estimate))
+
+
 def log_range(index: int, of: int, plan, seconds: float) -> None:
     """One range of the tree planned (a `tasks.planner.RangePlan`)."""
     checked = (

@@ -32,6 +32,7 @@ from tasks.endpoints import transfer_endpoints
 from tasks.job import Job, decided_row
 from tasks.listing import Entry, Filter, without_reports
 from tasks.manifest import ReportDir, check_report_dir, now
+from tasks.options import with_export_settings
 from tasks.partition import Partition
 from tasks.plan import APPLY_ACTIONS, final_status, plan_export, plan_import
 from tasks.report import counts_of, merge
@@ -267,7 +268,11 @@ def stream_export(source_dir, destination, options: Options) -> TaskResult:
     `ferry stream submit` go at once. Runs until cancelled, max_runtime seconds, or idle_timeout
     seconds without work. watch=False: export only what is submitted."""
     directory, bucket = transfer_endpoints(
-        "export", source_dir, destination, None, options.destination_options
+        "export",
+        source_dir,
+        destination,
+        None,
+        with_export_settings(options.destination_options, options, destination),
     )
     # a completed file is exported whatever the bucket holds: it is the newer copy
     options = options.model_copy(update={"overwrite": "always"})

@@ -29,6 +29,7 @@ from tasks.errors import DestinationUnusable
 from tasks.job import Job
 from tasks.listing import Filter
 from tasks.manifest import ReportDir, check_report_dir, now
+from tasks.options import with_export_settings
 from tasks.outcome import partition_failed_row
 from tasks.partition import Partition, partition
 from tasks.plan import Item
@@ -58,7 +59,13 @@ def run_transfer(direction: str, source: str, destination: str, options: Options
         source,
         destination,
         for_url(source, options.source_options, block),
-        for_url(destination, options.destination_options, block),
+        for_url(
+            destination,
+            with_export_settings(options.destination_options, options, destination)
+            if direction == "export"
+            else options.destination_options,
+            block,
+        ),
     )
     Filter(options.include, options.exclude)  # a pattern that cannot be used fails here
     task_id = _task_id()
@@ -75,10 +82,18 @@ def run_transfer(direction: str, source: str, destination: str, options: Options
         uploads = bucket.run(abandoned_uploads, bucket.bucket, bucket.prefix, now())
     if direction == "import" and not options.dry_run:
         make_root(directory)
-    levels = directory_levels(directory.root) if direction == "export" else bucket_levels(bucket)
+    cutting: Counter = Counter()  # the LISTs that cut a bucket into ranges
+    levels = (
+        directory_levels(directory.root)
+        if direction == "export"
+        else bucket_levels(bucket, cutting)
+    )
     spans = expand(levels)
     with RunState.of(job) as run:
-        _pipeline(job, spans, report, run, uploads)
+        estimate = _pipeline(job, spans, report, run, uploads)
+    if estimate is not None:
+        estimate.update(cutting)
+        runview.log_estimate(dict(estimate))
     if run.cancelled.is_set():
         run_logger().warning("cancelled: writing the manifest of what was done")
 
@@ -93,6 +108,7 @@ def run_transfer(direction: str, source: str, destination: str, options: Options
         destination=(directory if direction == "import" else bucket).display,
         seconds=time.monotonic() - started,
         dry_run=options.dry_run,
+        estimate=dict(estimate) if estimate is not None else None,
     )
     result = done.summary
     if run.cancelled.is_set():
@@ -138,10 +154,11 @@ AHEAD_PER_PROCESS = 2
 WAITING_PER_PROCESS = 16
 
 
-def _pipeline(job: Job, spans, report: ReportDir, run: RunState, uploads) -> None:
+def _pipeline(job: Job, spans, report: ReportDir, run: RunState, uploads) -> Counter | None:
     """Plan the tree a range at a time and copy each range's partitions as soon as it is
     planned: ranges and partitions are task runs of the flow run, wherever `flows.workers`
-    places them (the flow's process, this machine's worker processes, a Dask cluster)."""
+    places them (the flow's process, this machine's worker processes, a Dask cluster). A dry
+    run returns what the task would cost (`tasks.estimate`)."""
     options = job.options
     started = time.monotonic()
     finished: queue.SimpleQueue = queue.SimpleQueue()
@@ -152,6 +169,7 @@ def _pipeline(job: Job, spans, report: ReportDir, run: RunState, uploads) -> Non
     failure: BaseException | None = None
     extras: list = []  # delete_extra: what the destination holds and the source does not
     destination_entries = copy_failures = 0
+    estimate: Counter | None = Counter() if options.dry_run else None
 
     with contextlib.ExitStack() as stack:
         placed = Growing(options, stack)
@@ -213,6 +231,8 @@ def _pipeline(job: Job, spans, report: ReportDir, run: RunState, uploads) -> Non
                 waiting.extend(parts)
                 extras.extend(plan.extras)
                 destination_entries += plan.destination_entries
+                if estimate is not None and plan.estimate:
+                    estimate.update(plan.estimate)
                 progress.add(plan.files, plan.bytes)
                 progress.listing = bool(ranges) or running(Range) > 0
                 run.planned(plan.files, plan.bytes)
@@ -245,6 +265,7 @@ def _pipeline(job: Job, spans, report: ReportDir, run: RunState, uploads) -> Non
         _mirror(job, extras, destination_entries, copy_failures, partitions, report, run)
     if failure is not None:
         raise failure
+    return estimate
 
 
 def _mirror(job: Job, extras, destination_entries: int, copy_failures: int, first: int,

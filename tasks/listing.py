@@ -260,6 +260,7 @@ async def list_prefix(
     *,
     spans=None,
     unknown_subtrees: bool = False,
+    requests=None,
     concurrency: int = 16,
     flat_pages: int = FLAT_PAGES,
     page_size: int = 1000,
@@ -267,6 +268,7 @@ async def list_prefix(
     """Every object below the prefix (or in its `spans`, `tasks.ranges`; latest versions only),
     as entries relative to it, sorted by path.
 
+    `requests` (a Counter), when given, counts the LIST requests made.
     With `unknown_subtrees`, a shallow span's sub-prefixes that are not spans of their own
     (found only on this side) are listed whole with it (a mirror's destination).
 
@@ -281,6 +283,8 @@ async def list_prefix(
 
     async def pages(**kwargs):
         while True:
+            if requests is not None:
+                requests["LIST"] += 1
             out = await client.list_objects_v2(Bucket=prefix.bucket, MaxKeys=page_size, **kwargs)
             yield out
             if not out.get("IsTruncated"):
@@ -410,9 +414,13 @@ async def _fan_out(pages, add, prefix: str, after: str, concurrency: int) -> Non
     await asyncio.gather(*(list_all(sub) for sub in subprefixes))
 
 
-def list_bucket(prefix: BucketPrefix, spans=None, unknown_subtrees: bool = False) -> list[Entry]:
+def list_bucket(
+    prefix: BucketPrefix, spans=None, unknown_subtrees: bool = False, requests=None
+) -> list[Entry]:
     """`list_prefix`, called from synchronous code."""
-    return prefix.run(list_prefix, prefix, spans=spans, unknown_subtrees=unknown_subtrees)
+    return prefix.run(
+        list_prefix, prefix, spans=spans, unknown_subtrees=unknown_subtrees, requests=requests
+    )
 
 
 def without_reports(entries, directory: Directory, report_dir: str | None):

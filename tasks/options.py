@@ -162,6 +162,39 @@ AllowEmpty = Annotated[
     ),
 ]
 DryRun = Annotated[bool, Field(description="Plan and write the manifest, but copy nothing.")]
+S3_STORAGE_CLASSES = (
+    "STANDARD", "REDUCED_REDUNDANCY", "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING",
+    "GLACIER", "DEEP_ARCHIVE", "GLACIER_IR", "OUTPOSTS", "SNOW", "EXPRESS_ONEZONE",
+)  # fmt: skip
+
+
+def parse_storage_class(value: Any) -> Any:
+    if value is None:
+        return None
+    text = str(value).strip().upper().replace("-", "_")
+    if text not in S3_STORAGE_CLASSES:
+        raise ValueError(
+            f"storage_class must be one of {', '.join(S3_STORAGE_CLASSES)}, not {value!r}"
+        )
+    return text
+
+
+StorageClass = Annotated[
+    str | None,
+    BeforeValidator(parse_storage_class),
+    Field(
+        description="The S3 storage class of the objects this export writes (STANDARD_IA, "
+        "INTELLIGENT_TIERING, GLACIER_IR, ...). Default: the bucket's (STANDARD)."
+    ),
+]
+SseKmsKeyId = Annotated[
+    str | None,
+    Field(
+        min_length=1,
+        description="Encrypt the objects this export writes with this AWS KMS key (an ARN, a "
+        "key id or an alias: SSE-KMS). Default: the bucket's own encryption.",
+    ),
+]
 DeleteExtra = Annotated[
     bool,
     Field(
@@ -381,6 +414,12 @@ class Options(BaseModel):
     partition_bytes: Annotated[PartitionBytes, For(*TRANSFERS)] = DEFAULT_BYTES
     report_dir: Annotated[ReportDirOption, For(*REPORTED)] = None
     dry_run: Annotated[DryRun, For(*TRANSFERS)] = False
+    storage_class: Annotated[
+        StorageClass, For("export", "stream-export"), Cli("--storage-class", "CLASS")
+    ] = None
+    sse_kms_key_id: Annotated[
+        SseKmsKeyId, For("export", "stream-export"), Cli("--sse-kms-key-id", "KEY")
+    ] = None
     delete_extra: Annotated[DeleteExtra, For(*TRANSFERS)] = False
     max_delete: Annotated[MaxDelete, For(*TRANSFERS), Cli("--max-delete", "N|P%")] = None
     retries: Annotated[Retries, For(*COPIES, *CHECKED)] = 5
@@ -430,3 +469,23 @@ def jobs_of(field: FieldInfo) -> frozenset[str]:
 
 def cli_of(field: FieldInfo) -> Cli | None:
     return next((m for m in field.metadata if isinstance(m, Cli)), None)
+
+
+def with_export_settings(storage: dict | None, options: Options, url: str) -> dict | None:
+    """An export destination's storage options with the task's storage class and SSE-KMS key
+    added as s3fs's `s3_additional_kwargs`, which every PUT and multipart upload then carries;
+    a UsageError when they are given for a store that is not S3."""
+    extra: dict[str, str] = {}
+    if options.storage_class:
+        extra["StorageClass"] = options.storage_class
+    if options.sse_kms_key_id:
+        extra |= {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": options.sse_kms_key_id}
+    if not extra:
+        return storage
+    from tasks.errors import UsageError
+
+    if not url.strip().lower().startswith(("s3://", "s3a://")):
+        raise UsageError("storage_class and sse_kms_key_id apply to s3:// destinations", where=url)
+    merged = dict(storage or {})
+    merged["s3_additional_kwargs"] = {**(merged.get("s3_additional_kwargs") or {}), **extra}
+    return merged

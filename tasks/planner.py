@@ -8,11 +8,13 @@ Dask worker): what comes back is the partitions to copy and the counts, never th
 from __future__ import annotations
 
 import gc
+import math
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from tasks.check import check_items
+from tasks.estimate import copy_requests
 from tasks.job import Job
 from tasks.listing import Entry, Filter, list_bucket, list_directory, without_reports
 from tasks.manifest import ReportDir, now
@@ -43,6 +45,8 @@ class RangePlan:
     #: how many entries the destination holds in the range (what a max_delete percentage takes)
     extras: tuple[Item, ...] = ()
     destination_entries: int = 0
+    #: a dry run: what the range would cost (`tasks.estimate`), requests by kind and bytes
+    estimate: dict[str, int] | None = None
 
     @property
     def files(self) -> int:
@@ -53,19 +57,19 @@ class RangePlan:
         return sum(p.bytes for p in self.parts)
 
 
-def list_sides(job: Job, rng: Range) -> tuple[list[Entry], list[Entry]]:
+def list_sides(job: Job, rng: Range, requests: Counter) -> tuple[list[Entry], list[Entry]]:
     """The entries of `rng` on the source side and on the destination side (the two listed at
-    once: the bucket's on its event loop, the directory's here)."""
+    once: the bucket's on its event loop, the directory's here); `requests` counts the LISTs."""
     directory, bucket, spans = job.directory, job.bucket, list(rng.spans)
     # a mirror also lists what only the destination holds
     mirror = job.options.delete_extra
     with ThreadPoolExecutor(1, thread_name_prefix="ferry-list") as other_side:
         if job.direction == "export":
-            listed_bucket = other_side.submit(list_bucket, bucket, spans, mirror)
+            listed_bucket = other_side.submit(list_bucket, bucket, spans, mirror, requests)
             source = list_directory(directory, must_exist=True, spans=spans)
             source = without_reports(source, directory, job.options.report_dir)
             return source, listed_bucket.result()
-        listed_bucket = other_side.submit(list_bucket, bucket, spans)
+        listed_bucket = other_side.submit(list_bucket, bucket, spans, False, requests)
         there = list_directory(
             directory,
             must_exist=False,
@@ -102,7 +106,8 @@ def plan_range(
 def _plan(job: Job, rng: Range, report: ReportDir, run: RunState, uploads, lister) -> RangePlan:
     options, bucket = job.options, job.bucket
     selected = Filter(options.include, options.exclude)
-    source, there = lister(job, rng)
+    requests: Counter = Counter()
+    source, there = lister(job, rng, requests)
     extras = extra_items(job, rng, source, there, selected) if options.delete_extra else ()
     destination_entries = len(there)
     if job.direction == "export":
@@ -147,8 +152,15 @@ def _plan(job: Job, rng: Range, report: ReportDir, run: RunState, uploads, liste
         for i in items
         if i.action not in APPLY_ACTIONS
     ]
+    estimate = None
     if options.dry_run:
         rows += [dry_run_row(job, i, stamp) for i in work]
+        cost = copy_requests(job.direction, work, options.multipart_threshold)
+        cost.update(requests)
+        cost["HEAD"] += len(checking)
+        if extras and job.direction == "export":  # batches of 1,000 keys
+            cost["DELETE"] += math.ceil(len(extras) / 1000)
+        estimate = {k: n for k, n in cost.items() if n}
         work = []
     if rows:
         report.write_part(f"planned-{rng.index:05d}", rows)
@@ -164,6 +176,7 @@ def _plan(job: Job, rng: Range, report: ReportDir, run: RunState, uploads, liste
         aborted=aborted,
         extras=extras,
         destination_entries=destination_entries,
+        estimate=estimate,
     )
 
 

@@ -108,9 +108,10 @@ def directory_levels(root: str) -> Levels:
     return lambda paths: [one(p) for p in paths]
 
 
-def bucket_levels(prefix) -> Levels:
+def bucket_levels(prefix, requests=None) -> Levels:
     """`Levels` of a bucket prefix: a delimited LIST each (FLAT_PAGES pages at most), all of a
-    level at once. Only S3 is read; any other store is listed whole (one span)."""
+    level at once. Only S3 is read; any other store is listed whole (one span). `requests` (a
+    Counter), when given, counts the LISTs."""
     import asyncio
 
     async def one(client, path: str) -> list[str] | None:
@@ -118,6 +119,8 @@ def bucket_levels(prefix) -> Levels:
         children: list[str] = []
         kwargs: dict = {}
         for _ in range(FLAT_PAGES):
+            if requests is not None:
+                requests["LIST"] += 1
             out = await client.list_objects_v2(
                 Bucket=prefix.bucket, Prefix=within, Delimiter="/", MaxKeys=1000, **kwargs
             )

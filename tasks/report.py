@@ -40,6 +40,11 @@ class TaskResult(BaseModel):
     not_deleted: str | None = Field(
         None, description="delete_extra: why nothing was deleted (over max_delete, a failed copy)."
     )
+    estimate: dict[str, int] | None = Field(
+        None,
+        description="A dry run: what the task would cost. Requests by kind (LIST, HEAD, PUT, "
+        "POST, GET, DELETE) and bytes_up / bytes_down.",
+    )
 
     @property
     def ok(self) -> bool:

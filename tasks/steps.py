@@ -133,6 +133,7 @@ def report_step(
     destination: str,
     seconds: float,
     dry_run: bool = False,
+    estimate: dict[str, int] | None = None,
 ) -> Report:
     """Merge the parts into the manifest and write the summary file. The artifacts are made by
     the flow (`flows.runview.publish`), so they show on the flow run."""
@@ -151,6 +152,7 @@ def report_step(
         dry_run=dry_run,
         deleted=deleted,
         not_deleted=not_deleted,
+        estimate=estimate,
     )
     report.write_summary(summary.as_dict())
     return Report(summary, failures_table(problems_of(table)))
