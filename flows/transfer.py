@@ -221,6 +221,8 @@ def _pipeline(job: Job, spans, report: ReportDir, run: RunState, uploads) -> Cou
                     failure = failure or exc
                     run_logger().error("listing range %d failed: %s", what.index, exc)
                     continue
+                finally:
+                    where.release(future)
                 ranges_done += 1
                 parts = numbered(plan.parts, partitions)
                 partitions += len(parts)
@@ -253,6 +255,7 @@ def _pipeline(job: Job, spans, report: ReportDir, run: RunState, uploads) -> Cou
                 part = what
                 try:
                     done = future.result()
+                    where.release(future)
                 except Exception as exc:
                     rows = [partition_failed_row(job, i, exc, now()) for i in part.items]
                     part_file = report.write_part(f"part-{part.index:05d}", rows)

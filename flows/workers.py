@@ -51,6 +51,16 @@ class Placement:
         if self.runner is not None:
             run.limits.count(sum(done.counts.values()), done.bytes)
 
+    @staticmethod
+    def release(future) -> None:
+        """Let the runner forget a future whose result has been used. Dask keeps the result of
+        a future its client still holds and, when the worker holding it dies, runs the task
+        again to get it back: a range planned again then, after its copies, would record its
+        entries twice."""
+        wrapped = getattr(future, "wrapped_future", None)
+        if wrapped is not None and hasattr(wrapped, "release"):
+            wrapped.release()
+
     def submit(self, task, **parameters):
         """A Prefect future of `task(**parameters)`, as a task run of the current flow run."""
         if self.runner is None:

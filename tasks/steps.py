@@ -68,6 +68,11 @@ def infrastructure_failure(task, task_run, state) -> bool:
         return False
     except (OSError, ConnectionError, TimeoutError):
         return True
+    except SystemError:
+        # the interpreter's own fault, not ferry's: CPython 3.11's "AST constructor recursion
+        # depth mismatch" when two threads compile at once (a Dask worker just restarted by
+        # its nanny, importing in both its threads, without bytecode): it passes
+        return True
     except Exception:  # noqa: BLE001 - anything else is a bug: retrying would hide it
         return False
     return False
@@ -86,7 +91,13 @@ def apply_step(
     return apply_partition(job, part, report, run)
 
 
-@task(name="plan-range", task_run_name="range-{rng.index}", **STEP)
+@task(
+    name="plan-range",
+    task_run_name="range-{rng.index}",
+    retries=1,
+    retry_condition_fn=infrastructure_failure,
+    **STEP,
+)
 def plan_step(
     job: Job,
     rng: Range,
