@@ -39,7 +39,7 @@ from tasks.report import counts_of, merge
 from tasks.run import RunState
 from tasks.runlog import run_logger
 from tasks.steps import apply_step, list_bucket_step, list_directory_step
-from tasks.watch import Pending, Watcher
+from tasks.watch import Pending, Watcher, shared_mount
 
 SUBMISSION_KEY = "ferry-submit"
 #: A batch of this many bytes or more is split among the workers (a checkpoint of large files).
@@ -258,6 +258,22 @@ def _announce(task_id: str, root: str) -> None:
     )
 
 
+def _watcher(root: str, pending: Pending, options: Options) -> Watcher:
+    """The watcher `watch_mode` asks for, and a line in the run's log saying which it is."""
+    mode, shared = options.watch_mode, shared_mount(root)
+    scan = mode in ("scan", "both") or (mode == "auto" and shared is not None)
+    watcher = Watcher(
+        root,
+        pending,
+        use_inotify=mode != "scan",
+        scan_seconds=options.scan_seconds if scan else None,
+    )
+    why = f" ({shared} mount: other machines' writes are not inotify events)" if shared else ""
+    every = f" every {options.scan_seconds:g} s" if "scan" in watcher.kind else ""
+    run_logger().info("watching %s by %s%s%s", root, watcher.kind, every, why)
+    return watcher
+
+
 @flow(name="ferry-stream-export", log_prints=False)
 @ends_truthfully
 @takes_options("stream-export")
@@ -279,7 +295,7 @@ def stream_export(source_dir, destination, options: Options) -> TaskResult:
     job = Job(str(flow_run.get_id() or "local"), "export", directory, bucket, options)
     selected = Filter(options.include, options.exclude)
     pending = Pending(options.settle_seconds)
-    watcher = Watcher(directory.root, pending) if options.watch else None
+    watcher = _watcher(directory.root, pending, options) if options.watch else None
     inbox = _Inbox(job.task_id)
     session = _Session(job)
     session.publish()  # the manifest exists (empty) once the watcher is watching

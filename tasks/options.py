@@ -312,6 +312,20 @@ IdleTimeout = Annotated[
     float | None,
     Field(gt=0, description="Stop after this many seconds with nothing to do. Default: never."),
 ]
+WatchMode = Annotated[
+    Literal["auto", "events", "scan", "both"],
+    Field(
+        description="How a stream export finds complete files: `events` (inotify: writes made "
+        "through this machine), `scan` (an interval scan every scan_seconds: files whose size and "
+        "mtime stopped changing, whoever wrote them), `both`; `auto`: events, and the scan too "
+        "when the directory is on a shared mount (NFS, Lustre, GPFS, BeeGFS, CIFS, Ceph, FUSE: "
+        "other machines' writes are never inotify events here)."
+    ),
+]
+ScanSeconds = Annotated[
+    float,
+    Field(gt=0, le=3600, description="Seconds between two scans of the directory (watch_mode)."),
+]
 WatchFiles = Annotated[
     bool,
     Field(
@@ -448,6 +462,8 @@ class Options(BaseModel):
     settle_seconds: Annotated[SettleSeconds, For("stream-export")] = 0.5
     batch_seconds: Annotated[BatchSeconds, For("stream-export")] = 0.5
     watch: Annotated[WatchFiles, For("stream-export")] = True
+    watch_mode: Annotated[WatchMode, For("stream-export")] = "auto"
+    scan_seconds: Annotated[ScanSeconds, For("stream-export")] = 5.0
     interval_seconds: Annotated[IntervalSeconds, For("stream-import")] = 5.0
     max_runtime: Annotated[
         MaxRuntime, For(*STREAMS, "stream-task"), Cli("--max-runtime", "SECONDS")

@@ -343,3 +343,68 @@ def test_a_stream_import_over_files_of_the_same_size_settles_them_by_head(
     rows = manifest_rows(result)
     assert result.ok and rows["same"]["status"] == "skipped"
     assert rows["same"]["reason_code"] == "unchanged"
+
+
+def test_the_scan_mode_exports_what_another_process_writes_with_inotify_off(
+    tmp_path, bucket, s3_client
+):
+    """A shared mount's files written by another machine are never inotify events here: the
+    scan mode finds them by an interval scan and the settle rule alone (inotify off, as the run
+    says). The files are written by another process, as another node would."""
+    import subprocess
+    import sys
+    from uuid import UUID
+
+    from conftest import run_logs
+
+    src = tmp_path / "src"
+    (src / "node-2").mkdir(parents=True)
+    reports = str(tmp_path / "r")
+    thread, _, task_id = start(
+        stream_export,
+        source_dir=str(src),
+        destination=f"s3://{bucket}/shared",
+        watch_mode="scan",
+        scan_seconds=0.2,
+        settle_seconds=1.0,
+        report_dir=reports,
+    )
+    writer = (
+        "import os, sys\n"
+        "root = sys.argv[1]\n"
+        "for i in range(3):\n"
+        "    path = os.path.join(root, 'node-2', f'rank-{i}.pt')\n"
+        "    with open(path + '.tmp', 'wb') as f:\n"
+        "        f.write(bytes([65 + i]) * (1000 + i))\n"
+        "    os.rename(path + '.tmp', path)\n"
+        "with open(os.path.join(root, 'done.json'), 'wb') as f:\n"
+        "    f.write(b'{}')\n"
+    )
+    subprocess.run([sys.executable, "-c", writer, str(src)], check=True)
+    manifest = finish(thread, task_id, reports, lambda m: len(m) >= 4)
+    assert sorted(manifest["path"]) == [
+        "done.json", "node-2/rank-0.pt", "node-2/rank-1.pt", "node-2/rank-2.pt",
+    ]  # fmt: skip
+    assert set(manifest["status"]) == {"ok"}
+    body = s3_client.get_object(Bucket=bucket, Key="shared/node-2/rank-2.pt")["Body"].read()
+    assert body == b"C" * 1002
+    said = [m for _, m in run_logs(UUID(task_id)) if m.startswith("watching ")]
+    assert said == [f"watching {src} by scan every 0.2 s"], said
+
+
+def test_the_watch_mode_decides_how_files_are_found(tmp_path):
+    """`auto` on a local disk is inotify alone; on a shared mount (statfs: NFS, Lustre, GPFS,
+    BeeGFS, FUSE...) it adds the interval scan; `scan` never uses inotify; `both` uses both."""
+    from flows.stream_tasks import _watcher
+    from tasks.options import Options
+    from tasks.watch import Pending, shared_mount
+
+    assert shared_mount(str(tmp_path)) is None  # this machine's own disk
+    kinds = {}
+    for mode in ("auto", "events", "scan", "both"):
+        watcher = _watcher(str(tmp_path), Pending(0.5), Options(watch_mode=mode))
+        kinds[mode] = watcher.kind
+        watcher.close()
+    assert kinds == {
+        "auto": "inotify", "events": "inotify", "scan": "scan", "both": "inotify + scan",
+    }  # fmt: skip
