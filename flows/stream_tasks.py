@@ -29,8 +29,9 @@ from flows.transfer import settle_checks
 from flows.workers import Placement, dask_address, placement, worker_count
 from tasks.apply import PROBLEMS_SHOWN, PartitionResult
 from tasks.endpoints import transfer_endpoints
+from tasks.events import BucketEvents
 from tasks.job import Job, decided_row
-from tasks.listing import Entry, Filter, without_reports
+from tasks.listing import Entry, Filter, entries_at, without_reports
 from tasks.manifest import ReportDir, check_report_dir, now
 from tasks.options import with_export_settings
 from tasks.partition import Partition
@@ -116,6 +117,8 @@ class _Session:
         self.started = self.last_work = time.monotonic()
         self.batches = 0
         self.troubled = 0  # batches with a failed or rejected entry
+        #: a stream import driven by bucket events: the events not yet applied
+        self.backlog: int | None = None
         self.run = RunState.of(job)
         self.parts = 0  # partitions so far: each batch is one, or one per worker when large
         self._stack = contextlib.ExitStack()
@@ -224,7 +227,13 @@ class _Session:
             + (f" ({self.troubled} with failed or rejected entries)" if self.troubled else "")
             + "; "
             + ", ".join(f"{v} {k}" for k, v in counts.items())
-            + f"; {nbytes:,} bytes\n\nManifest: `{manifest}`",
+            + f"; {nbytes:,} bytes"
+            + (
+                f"\n\nBacklog: {self.backlog} bucket events not yet applied"
+                if self.backlog is not None
+                else ""
+            )
+            + f"\n\nManifest: `{manifest}`",
             key=f"ferry-{self.name}-status",
         )
         return TaskResult(
@@ -363,7 +372,10 @@ def _entries(root: str, paths: list[str]) -> list[Entry]:
 @takes_options("stream-import")
 def stream_import(source, destination_dir, options: Options) -> TaskResult:
     """Poll a bucket prefix every interval_seconds and preload new or changed objects into the
-    directory, with batch import's rules. Runs until cancelled, max_runtime seconds, or
+    directory, with batch import's rules. With events_queue (the bucket's S3 → SQS event
+    notifications), each object is imported as its event arrives, and the listing every
+    interval_seconds is the reconcile that catches what the events missed; the run's status
+    shows the backlog (events not yet applied). Runs until cancelled, max_runtime seconds, or
     idle_timeout seconds without anything new."""
     directory, bucket = transfer_endpoints(
         "import", source, destination_dir, options.source_options, None
@@ -371,18 +383,30 @@ def stream_import(source, destination_dir, options: Options) -> TaskResult:
     job = Job(str(flow_run.get_id() or "local"), "import", directory, bucket, options)
     selected = Filter(options.include, options.exclude)
     os.makedirs(directory.root, exist_ok=True)
+    events = BucketEvents(options.events_queue, bucket) if options.events_queue else None
     session = _Session(job)
     session.publish()  # the manifest exists (empty) from the start
     reported: set[tuple[str, str | None]] = set()  # rejected or failed keys, reported once
+    listed_at = -float("inf")
     with session:
         while True:
-            items = plan_import(
-                list_bucket_step(bucket),
-                list_directory_step(
-                    directory, must_exist=False, read_state=True, clean_temporaries=True
-                ),
-                selected=selected,
-            )
+            if events is None or time.monotonic() - listed_at >= options.interval_seconds:
+                # the listing: the whole task without events; with them, the reconcile
+                listed_at = time.monotonic()
+                items = plan_import(
+                    list_bucket_step(bucket),
+                    list_directory_step(
+                        directory, must_exist=False, read_state=True, clean_temporaries=True
+                    ),
+                    selected=selected,
+                )
+                landed: list = []
+            else:
+                landed = events.receive(wait=1)
+                found = [entry for entry, _ in landed]
+                items = plan_import(
+                    found, entries_at(directory, [e.path for e in found]), selected=selected
+                )
             todo = [i for i in items if i.action != "skip" and (i.path, i.etag) not in reported]
             reported.update((i.path, i.etag) for i in todo if i.action == "reject")
             if todo:
@@ -390,7 +414,22 @@ def stream_import(source, destination_dir, options: Options) -> TaskResult:
                 # rerun tries it), so it neither repeats rows nor keeps the task from idling
                 failed = session.apply(todo)
                 reported.update((i.path, i.etag) for i in todo if i.path in failed)
+            if events is not None:
+                events.done()
+                session.backlog = events.backlog()
+                if landed:
+                    oldest = max(age for _, age in landed)
+                    run_logger().info(
+                        "bucket events: %d new objects imported (of %d events), the oldest "
+                        "landed %.2f s before; backlog %d",
+                        len(todo),
+                        len(landed),
+                        oldest,
+                        session.backlog,
+                    )
+                    session.publish()
             if reason := session.ending():
                 break
-            session.wait(options.interval_seconds)
+            if events is None:
+                session.wait(options.interval_seconds)
     return session.result(reason)

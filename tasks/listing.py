@@ -175,6 +175,22 @@ def _entry(relative: str, path: str, st: os.stat_result, read_state: bool) -> En
     )
 
 
+def entries_at(directory: Directory, paths) -> list[Entry]:
+    """The entries at these relative paths of a local tree, as its listing would have them
+    (import state included); paths where nothing is are left out."""
+    found = []
+    for path in paths:
+        full = os.path.join(directory.root, path)
+        try:
+            st = os.stat(full, follow_symlinks=False)
+        except OSError:
+            continue
+        entry = _entry(path, full, st, read_state=True)
+        if entry is not None:
+            found.append(entry)
+    return found
+
+
 def _as_link(path: str, st: os.stat_result) -> tuple[os.stat_result, str, str | None]:
     """A link's stat, kind and target. A link swapped for something else between the stat and
     the readlink (readlink then says EINVAL) is listed as what it has become."""

@@ -312,6 +312,16 @@ IdleTimeout = Annotated[
     float | None,
     Field(gt=0, description="Stop after this many seconds with nothing to do. Default: never."),
 ]
+EventsQueue = Annotated[
+    str | None,
+    Field(
+        min_length=1,
+        description="The SQS queue URL that receives the bucket's event notifications "
+        "(s3:ObjectCreated:*): each object is imported within a second of landing, and the "
+        "listing every interval_seconds becomes the reconcile that catches what the events "
+        "missed. Default: listing alone.",
+    ),
+]
 WatchMode = Annotated[
     Literal["auto", "events", "scan", "both"],
     Field(
@@ -465,6 +475,9 @@ class Options(BaseModel):
     watch_mode: Annotated[WatchMode, For("stream-export")] = "auto"
     scan_seconds: Annotated[ScanSeconds, For("stream-export")] = 5.0
     interval_seconds: Annotated[IntervalSeconds, For("stream-import")] = 5.0
+    events_queue: Annotated[EventsQueue, For("stream-import"), Cli("--events-queue", "SQS_URL")] = (
+        None
+    )
     max_runtime: Annotated[
         MaxRuntime, For(*STREAMS, "stream-task"), Cli("--max-runtime", "SECONDS")
     ] = None

@@ -408,3 +408,107 @@ def test_the_watch_mode_decides_how_files_are_found(tmp_path):
     assert kinds == {
         "auto": "inotify", "events": "inotify", "scan": "scan", "both": "inotify + scan",
     }  # fmt: skip
+
+
+def _events_queue(s3_client, bucket: str, prefix: str, suffix: str) -> tuple:
+    """An SQS queue receiving the bucket's ObjectCreated events of keys `prefix*suffix`."""
+    import boto3
+
+    sqs = boto3.client("sqs", endpoint_url=os.environ["AWS_ENDPOINT_URL"], region_name="us-east-1")
+    url = sqs.create_queue(QueueName=f"events-{bucket}")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]
+    rules = [{"Name": "prefix", "Value": prefix}, {"Name": "suffix", "Value": suffix}]
+    s3_client.put_bucket_notification_configuration(
+        Bucket=bucket,
+        NotificationConfiguration={
+            "QueueConfigurations": [
+                {
+                    "QueueArn": arn["QueueArn"],
+                    "Events": ["s3:ObjectCreated:*"],
+                    "Filter": {"Key": {"FilterRules": rules}},
+                }
+            ]
+        },
+    )
+    return sqs, url
+
+
+def _drained(sqs, url: str, thread) -> None:
+    """Wait until the stream has read and deleted every message (S3's test event first): its
+    first listing is over."""
+    deadline = time.monotonic() + 120
+    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    while True:
+        found = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]
+        if not any(int(found[n]) for n in names):
+            return
+        assert thread.is_alive() and time.monotonic() < deadline, found
+        time.sleep(0.1)
+
+
+def test_stream_import_driven_by_bucket_events(tmp_path, bucket, s3_client):
+    """With the bucket's events (S3 → SQS), objects are imported as their events arrive: the
+    listing runs once here (interval 3600 s), so every object comes by its event."""
+    from uuid import UUID
+
+    from conftest import run_logs
+
+    sqs, url = _events_queue(s3_client, bucket, "ev/", ".pt")
+    dst, reports = tmp_path / "dst", str(tmp_path / "r")
+    thread, _, task_id = start(
+        stream_import,
+        source=f"s3://{bucket}/ev",
+        destination_dir=str(dst),
+        events_queue=url,
+        interval_seconds=3600,
+        report_dir=reports,
+    )
+    _drained(sqs, url, thread)
+    put_at = {}
+    for name in ["a.pt", "sub/b.pt", "sub/deeper/c.pt"]:
+        put_at[name] = time.monotonic()
+        s3_client.put_object(Bucket=bucket, Key=f"ev/{name}", Body=name.encode() * 100)
+    seen = {}
+    deadline = time.monotonic() + 120
+    while len(seen) < 3:
+        for name in put_at:
+            if name not in seen and (dst / name).exists():
+                seen[name] = time.monotonic() - put_at[name]
+        assert thread.is_alive() and time.monotonic() < deadline, seen
+        time.sleep(0.02)
+    print("PUT-to-file seconds by bucket events:", seen)
+    manifest = finish(thread, task_id, reports, lambda m: len(m) >= 3)
+    assert sorted(manifest["path"]) == ["a.pt", "sub/b.pt", "sub/deeper/c.pt"]
+    assert set(manifest["status"]) == {"ok"}
+    assert (dst / "sub" / "deeper" / "c.pt").read_bytes() == b"sub/deeper/c.pt" * 100
+    imported = sum(
+        int(m.split()[2]) for _, m in run_logs(UUID(task_id)) if m.startswith("bucket events:")
+    )
+    assert imported == 3  # each by its event, none by a listing
+
+
+def test_the_listing_reconciles_what_the_events_missed(tmp_path, bucket, s3_client):
+    """An object whose event never comes (the notification covers *.pt only) is imported by the
+    periodic listing; a malformed queue URL is one clear error."""
+    from tasks.errors import UsageError
+
+    sqs, url = _events_queue(s3_client, bucket, "rc/", ".pt")
+    dst, reports = tmp_path / "dst", str(tmp_path / "r")
+    thread, _, task_id = start(
+        stream_import,
+        source=f"s3://{bucket}/rc",
+        destination_dir=str(dst),
+        events_queue=url,
+        interval_seconds=1,
+        report_dir=reports,
+    )
+    _drained(sqs, url, thread)
+    s3_client.put_object(Bucket=bucket, Key="rc/notes.txt", Body=b"no event for me")
+    s3_client.put_object(Bucket=bucket, Key="rc/x.pt", Body=b"an event")
+    manifest = finish(thread, task_id, reports, lambda m: len(m) >= 2)
+    assert sorted(manifest["path"]) == ["notes.txt", "x.pt"]
+    assert (dst / "notes.txt").read_bytes() == b"no event for me"
+    with pytest.raises(UsageError, match="not an SQS queue URL"):
+        stream_import(f"s3://{bucket}/rc", str(dst), events_queue="queue-please")
+    with pytest.raises(UsageError, match="cannot read the events queue"):
+        stream_import(f"s3://{bucket}/rc", str(dst), events_queue=url + "-missing")
