@@ -19,7 +19,7 @@ from tasks.beneath import OutsideTree, all_or_none, off_loop, open_dir, opened_d
 from tasks.job import Job
 from tasks.limits import TaskLimits
 from tasks.listing import STATE_XATTR, hold, temporary_name
-from tasks.metadata import restored_mtime
+from tasks.metadata import link_target, restored_mtime, restored_posix
 from tasks.outcome import Outcome
 from tasks.plan import Item
 from tasks.retry import retrying
@@ -71,7 +71,7 @@ async def import_item(
         await off_loop(_make_dir, dirs, item.path, mtime)
         return Outcome("ok", mtime_ns=mtime, action="mkdir")
     if item.size < PARALLEL_THRESHOLD:
-        return await _download_whole(client, limits, key, item, dirs)
+        return await _download_whole(client, job, limits, key, item, dirs)
     dfd = await off_loop(dirs.open, parent_rel, discard=os.close)
     try:
         return await _download(client, job, limits, key, item, dfd, name)
@@ -79,7 +79,7 @@ async def import_item(
         os.close(dfd)
 
 
-async def _download_whole(client, limits: TaskLimits, key, item: Item, dirs) -> Outcome:
+async def _download_whole(client, job: Job, limits: TaskLimits, key, item: Item, dirs) -> Outcome:
     """A small object: read whole, then written, dated and renamed into place in one trip off
     the event loop (nothing is on disk until the bytes are here)."""
     await limits.bandwidth.acquire(item.size)
@@ -88,14 +88,62 @@ async def _download_whole(client, limits: TaskLimits, key, item: Item, dirs) -> 
         raise asyncio.IncompleteReadError(data, meta.size)
     mtime, _ = restored_mtime(meta.metadata, meta.last_modified_ns)
     etag = meta.etag or item.etag
+    target = link_target(meta.metadata, data) if job.options.recreate_links else None
+    if target is not None:  # a link exported as an empty object (or FSx's): a link again
+        await off_loop(_write_link, dirs, item.path, target, mtime, finish_on_cancel=True)
+        return Outcome("ok", bytes=0, checksum=etag, mtime_ns=mtime, action="copy")
+    posix = _posix(job, meta.metadata)
     # the rename is the commit: once under way it finishes, and the row says it landed
-    await off_loop(_write_whole, dirs, item.path, data, mtime, etag, finish_on_cancel=True)
+    await off_loop(_write_whole, dirs, item.path, data, mtime, etag, posix, finish_on_cancel=True)
     limits.count(0, len(data))
     return Outcome("ok", bytes=len(data), checksum=etag, mtime_ns=mtime, action="copy")
 
 
+def _posix(job: Job, metadata) -> tuple[int | None, int | None, int | None]:
+    """The mode, owner and group to give a file, from its object (FSx's and DataSync's keys)."""
+    return restored_posix(metadata) if job.options.restore_posix else (None, None, None)
+
+
+def _set_posix(fd: int, posix: tuple[int | None, int | None, int | None]) -> None:
+    """Owner and group first (a chown clears set-id bits), then the mode. The owner is changed
+    only where this process may (root, or a group it belongs to); else the file keeps the
+    importing user's, as `cp -p` without privileges does."""
+    mode, uid, gid = posix
+    if uid is not None or gid is not None:
+        try:
+            os.fchown(fd, -1 if uid is None else uid, -1 if gid is None else gid)
+        except PermissionError:
+            with contextlib.suppress(PermissionError):
+                if gid is not None:
+                    os.fchown(fd, -1, gid)  # a group of the importing user's own
+    if mode is not None:
+        with contextlib.suppress(PermissionError):
+            os.fchmod(fd, mode)
+
+
+def _write_link(dirs: SafeDirectories, path: str, target: str, mtime: int | None) -> None:
+    """A symbolic link to `target`, made under a temporary name and renamed into place."""
+    parent_rel, _, name = path.rpartition("/")
+    with dirs.opened(parent_rel) as dfd:
+        temporary = temporary_name()
+        os.symlink(target, temporary, dir_fd=dfd)
+        try:
+            if mtime is not None:
+                os.utime(temporary, ns=(mtime, mtime), dir_fd=dfd, follow_symlinks=False)
+            with contextlib.suppress(FileNotFoundError):
+                there = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+                if stat.S_ISDIR(there.st_mode):
+                    raise IsADirectoryError(f"a directory at the destination is in the way: {path}")
+            os.replace(temporary, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+            temporary = None
+        finally:
+            if temporary is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(temporary, dir_fd=dfd)
+
+
 def _write_whole(
-    dirs: SafeDirectories, path: str, data: bytes, mtime: int, etag: str | None
+    dirs: SafeDirectories, path: str, data: bytes, mtime: int, etag: str | None, posix=None
 ) -> None:
     parent_rel, _, name = path.rpartition("/")
     dfd = dirs.open(parent_rel)
@@ -107,7 +155,7 @@ def _write_whole(
         except BaseException:
             os.close(fd)
             raise
-        _land(fd, dfd, temporary, name, path, mtime, etag)
+        _land(fd, dfd, temporary, name, path, mtime, etag, posix)
         temporary = None
     finally:
         if temporary is not None:
@@ -141,11 +189,13 @@ async def _download(client, job, limits, key, item, dfd: int, name: str) -> Outc
         meta = await _ranged(client, job, limits, key, item, fd)
         mtime, _ = restored_mtime(meta.metadata, meta.last_modified_ns)
         etag = meta.etag or item.etag
+        posix = _posix(job, meta.metadata)
         landing, fd = fd, -1  # _land closes it, whatever happens
         # the rename is the commit: once under way it finishes, and the row says it landed
         await off_loop(
-            _land, landing, dfd, temporary, name, item.path, mtime, etag, finish_on_cancel=True
-        )
+            _land, landing, dfd, temporary, name, item.path, mtime, etag, posix,
+            finish_on_cancel=True,
+        )  # fmt: skip
         temporary = None
         return Outcome("ok", bytes=item.size, checksum=etag, mtime_ns=mtime, action="copy")
     finally:
@@ -167,11 +217,20 @@ def _create(temporary: str, flags: int, dfd: int) -> int:
 
 
 def _land(
-    fd: int, dfd: int, temporary: str, name: str, path: str, mtime: int, etag: str | None
+    fd: int,
+    dfd: int,
+    temporary: str,
+    name: str,
+    path: str,
+    mtime: int,
+    etag: str | None,
+    posix=None,
 ) -> None:
-    """Give the complete temporary file its mtime and state, close it, and rename it into
-    place (unless a directory is in the way)."""
+    """Give the complete temporary file its owner and mode (`posix`), mtime and state, close
+    it, and rename it into place (unless a directory is in the way)."""
     try:
+        if posix is not None:
+            _set_posix(fd, posix)
         os.utime(fd, ns=(mtime, mtime))
         set_state(fd, etag, mtime)
     finally:

@@ -1,4 +1,4 @@
-"""File modification times in object metadata. Pure functions.
+"""File modification times, and POSIX attributes, in object metadata. Pure functions.
 
 Export writes the mtime twice: `alihbr-sync-mtime` (whole seconds since the epoch, the key the
 seed's data-flow product reads and writes) and `mtime` (float seconds, rclone's key). Import reads
@@ -8,11 +8,72 @@ and agree to the second, the finer `mtime` is used, so a ferry round trip keeps 
 
 from __future__ import annotations
 
+import os
+import stat
 from decimal import Decimal, InvalidOperation
+from urllib.parse import quote, unquote
 
 SYNC_MTIME_KEY = "alihbr-sync-mtime"
 RCLONE_MTIME_KEY = "mtime"
 NS = 1_000_000_000
+
+#: POSIX attributes, under the keys AWS FSx for Lustre and DataSync read and write: the mode as
+#: octal with the file type ("0100644"), the owner and group ids, and the mtime ("<ns>ns").
+PERMISSIONS_KEY, OWNER_KEY, GROUP_KEY = "file-permissions", "file-owner", "file-group"
+FSX_MTIME_KEY = "file-mtime"
+#: A symbolic link's target (percent-encoded: metadata is ASCII): the link stays an empty
+#: object, and an import with `recreate_links` makes it a link again.
+LINK_KEY = "ferry-link-target"
+
+
+def file_metadata(st: os.stat_result, link_target: str | None = None) -> dict[str, str]:
+    """Everything export writes about a file besides its bytes: its mtime (ferry's and rclone's
+    keys), its POSIX mode, owner and group (FSx's and DataSync's keys), a link's target."""
+    meta = mtime_metadata(st.st_mtime_ns)
+    meta |= {
+        PERMISSIONS_KEY: f"{st.st_mode:07o}",
+        OWNER_KEY: str(st.st_uid),
+        GROUP_KEY: str(st.st_gid),
+        FSX_MTIME_KEY: f"{st.st_mtime_ns}ns",
+    }
+    if link_target is not None:
+        meta[LINK_KEY] = quote(link_target, safe="/._-~+=@,:")
+    return meta
+
+
+def restored_posix(metadata: dict[str, str] | None) -> tuple[int | None, int | None, int | None]:
+    """(mode, uid, gid) from an object's metadata, each None when absent or unreadable; the
+    mode is its permission bits only (0o7777)."""
+    meta = {k.lower(): v for k, v in (metadata or {}).items()}
+
+    def number(key: str, base: int) -> int | None:
+        try:
+            value = int(meta[key].strip(), base)
+        except (KeyError, ValueError, AttributeError):
+            return None
+        return value if value >= 0 else None
+
+    mode = number(PERMISSIONS_KEY, 8)
+    return (
+        stat.S_IMODE(mode) if mode is not None else None,
+        number(OWNER_KEY, 10),
+        number(GROUP_KEY, 10),
+    )
+
+
+def link_target(metadata: dict[str, str] | None, body: bytes = b"") -> str | None:
+    """The target of the link an object stands for: ferry's key, or an FSx link (its mode says
+    S_IFLNK, and its body is the target); None for anything else."""
+    meta = {k.lower(): v for k, v in (metadata or {}).items()}
+    if LINK_KEY in meta:
+        return unquote(meta[LINK_KEY])
+    try:
+        mode = int(meta.get(PERMISSIONS_KEY, "").strip(), 8)
+    except ValueError:
+        return None
+    if stat.S_ISLNK(mode) and body:
+        return os.fsdecode(bytes(body))
+    return None
 
 
 def mtime_metadata(mtime_ns: int) -> dict[str, str]:
@@ -47,4 +108,7 @@ def restored_mtime(
         return synced, SYNC_MTIME_KEY
     if fine is not None:
         return fine, RCLONE_MTIME_KEY
+    fsx = meta.get(FSX_MTIME_KEY, "").strip()
+    if fsx.endswith("ns") and fsx[:-2].isdigit():  # a bucket written by FSx for Lustre
+        return int(fsx[:-2]), FSX_MTIME_KEY
     return last_modified_ns, "LastModified"

@@ -162,6 +162,21 @@ AllowEmpty = Annotated[
     ),
 ]
 DryRun = Annotated[bool, Field(description="Plan and write the manifest, but copy nothing.")]
+RestorePosix = Annotated[
+    bool,
+    Field(
+        description="Give each imported file the mode, owner and group its object's metadata "
+        "records (file-permissions, file-owner, file-group: FSx for Lustre's and DataSync's "
+        "keys, which export writes); the owner only where the importing user may set it."
+    ),
+]
+RecreateLinks = Annotated[
+    bool,
+    Field(
+        description="Import an object that stands for a symbolic link (exported by ferry, or "
+        "by FSx for Lustre) as that link, instead of an empty file."
+    ),
+]
 S3_STORAGE_CLASSES = (
     "STANDARD", "REDUCED_REDUNDANCY", "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING",
     "GLACIER", "DEEP_ARCHIVE", "GLACIER_IR", "OUTPOSTS", "SNOW", "EXPRESS_ONEZONE",
@@ -459,6 +474,8 @@ class Options(BaseModel):
         For("export", "stream-export"),
     ] = 16 * 2**20
     allow_empty: Annotated[AllowEmpty, For("import")] = False
+    restore_posix: Annotated[RestorePosix, For("import", "stream-import")] = True
+    recreate_links: Annotated[RecreateLinks, For("import", "stream-import")] = False
     check_only: Annotated[CheckOnly, For("convert")] = False
     check_tags: Annotated[
         CheckTags,

@@ -25,7 +25,7 @@ from tasks.errors import FileChanged, PartDamaged
 from tasks.job import Job
 from tasks.limits import TaskLimits
 from tasks.listing import strip_etag
-from tasks.metadata import mtime_metadata
+from tasks.metadata import file_metadata
 from tasks.outcome import Outcome
 from tasks.plan import Item
 from tasks.retry import retrying
@@ -56,10 +56,11 @@ async def export_item(client, job: Job, limits: TaskLimits, item: Item) -> Outco
         if not found.empty:
             reason = "changed since listing: no longer an empty directory"
             return _failed(reason, ReasonCode.FILE_CHANGED)
-        etag = await _put(client, job, key + "/", b"", st.st_mtime_ns)
+        etag = await _put(client, job, key + "/", b"", st)
         return Outcome("ok", bytes=0, checksum=etag, mtime_ns=st.st_mtime_ns, action="mkdir")
     if not stat.S_ISREG(st.st_mode):  # symbolic link (never followed), socket, FIFO, device
-        etag = await _put(client, job, key, b"", st.st_mtime_ns)
+        target = item.link_target if stat.S_ISLNK(st.st_mode) else None
+        etag = await _put(client, job, key, b"", st, target=target)
         return Outcome("ok", bytes=0, checksum=etag, mtime_ns=st.st_mtime_ns, size=0, action="copy")
     if found.fd is None and found.data is None:
         return _failed("changed since listing: no longer a regular file", ReasonCode.FILE_CHANGED)
@@ -121,10 +122,17 @@ def _failed(reason: str, code: ReasonCode, **kwargs) -> Outcome:
 
 
 async def _put(
-    client, job: Job, key: str, body: bytes, mtime_ns: int, digest: bytes | None = None
+    client,
+    job: Job,
+    key: str,
+    body: bytes,
+    st: os.stat_result,
+    digest: bytes | None = None,
+    *,
+    target: str | None = None,
 ) -> str | None:
     """One PUT (through the endpoint's engine, `tasks.engine`); the object's ETag."""
-    metadata = mtime_metadata(mtime_ns)
+    metadata = file_metadata(st, target)
     return await client.data.put(key, body, metadata, digest or hashlib.md5(body).digest())
 
 
@@ -146,7 +154,7 @@ def _read_all(path: str, fd: int) -> tuple[bytes, os.stat_result, bytes]:
 async def _upload_small(client, job: Job, limits: TaskLimits, key: str, found: _Found) -> Outcome:
     data, st, digest = found.data, found.st, found.digest
     await limits.bandwidth.acquire(len(data))
-    etag = await _put(client, job, key, data, st.st_mtime_ns, digest)
+    etag = await _put(client, job, key, data, st, digest)
     limits.count(0, len(data))
     return Outcome(
         "ok", bytes=len(data), checksum=etag, mtime_ns=st.st_mtime_ns, size=len(data), action="copy"
@@ -166,7 +174,7 @@ async def _upload_multipart(
         started = await client.create_multipart_upload(
             Bucket=bucket,
             Key=key,
-            Metadata=mtime_metadata(before.st_mtime_ns),
+            Metadata=file_metadata(before),
             # Parts carry a CRC32 the store checks on arrival (as the AWS CLI sends).
             ChecksumAlgorithm="CRC32",
         )
@@ -250,7 +258,7 @@ async def _upload_streamed(
             limits.count(0, length)
 
     etag = await client.data.put_stream(
-        key, parts(), mtime_metadata(before.st_mtime_ns), part_size, concurrency=4
+        key, parts(), file_metadata(before), part_size, concurrency=4
     )
     return Outcome(
         "ok", bytes=size, checksum=etag, mtime_ns=before.st_mtime_ns, size=size, action="copy"

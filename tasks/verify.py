@@ -91,6 +91,8 @@ def verify_copied(job: Job, rows: list[dict]) -> dict[str, Check]:
             results[r["path"]] = Check(False, "missing at destination", ReasonCode.VERIFY_MISSING)
         elif is_dir:
             results[r["path"]] = OK
+        elif job.direction == "import" and entry.kind == "symlink" and job.options.recreate_links:
+            results[r["path"]] = OK  # an object that stands for a link, made a link again
         elif job.direction == "import" and entry.kind != "file":
             results[r["path"]] = Check(
                 False, f"destination is a {entry.kind}, not a file", ReasonCode.VERIFY_KIND
