@@ -63,3 +63,52 @@ def file_matches_etag(path: str, size: int, etag: str) -> bool | None:
     if not sizes:
         return None
     return any(_multipart_etag(path, part_size) == etag for part_size in sizes)
+
+
+# -- full-object CRC64NVME ----------------------------------------------------------------------
+#
+# Every exported object carries the CRC64NVME of its bytes, computed while the file is read: a
+# multipart upload as S3's own full-object checksum (x-amz-checksum-crc64nvme, ChecksumType
+# FULL_OBJECT: the store checks it when the upload completes), a single PUT as ferry metadata
+# (`ferry-crc64nvme`; obstore, which carries single PUTs, can send no x-amz-checksum-* of its
+# own). Import checks it while it writes; verify and overwrite="checksum" compare it.
+
+#: The metadata key of a single PUT's checksum (the value is S3's form: base64, big-endian).
+CRC_KEY = "ferry-crc64nvme"
+
+
+def crc64(data, previous: int = 0) -> int:
+    from awscrt import checksums
+
+    return checksums.crc64nvme(data, previous)
+
+
+def combine(first: int, second: int, second_length: int) -> int:
+    """The CRC64NVME of two byte runs one after the other, from theirs."""
+    from awscrt import checksums
+
+    return checksums.combine_crc64nvme(first, second, second_length)
+
+
+def encoded(crc: int) -> str:
+    import base64
+
+    return base64.b64encode(crc.to_bytes(8, "big")).decode()
+
+
+def crc64_file(path: str) -> str:
+    """The encoded CRC64NVME of a file's bytes."""
+    crc = 0
+    with open(path, "rb") as f:
+        while block := f.read(BLOCK):
+            crc = crc64(block, crc)
+    return encoded(crc)
+
+
+def stored_crc(metadata: dict | None, header: str | None = None) -> str | None:
+    """An object's full-object CRC64NVME: S3's own (`header`, from a HEAD with checksum mode),
+    else ferry's metadata; None when it has neither."""
+    if header:
+        return header
+    meta = {k.lower(): v for k, v in (metadata or {}).items()}
+    return meta.get(CRC_KEY)

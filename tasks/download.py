@@ -16,6 +16,8 @@ import os
 import stat
 
 from tasks.beneath import OutsideTree, all_or_none, off_loop, open_dir, opened_dir
+from tasks.checksum import combine, crc64, encoded, stored_crc
+from tasks.errors import ChecksumMismatch
 from tasks.job import Job
 from tasks.limits import TaskLimits
 from tasks.listing import STATE_XATTR, hold, temporary_name
@@ -88,6 +90,11 @@ async def _download_whole(client, job: Job, limits: TaskLimits, key, item: Item,
         raise asyncio.IncompleteReadError(data, meta.size)
     mtime, _ = restored_mtime(meta.metadata, meta.last_modified_ns)
     etag = meta.etag or item.etag
+    expected = await _expected_crc(client, job, key, meta)
+    if expected is not None and encoded(await off_loop(crc64, data)) != expected:
+        raise ChecksumMismatch(
+            f"the bytes read are not those the object's CRC64NVME {expected} describes"
+        )
     target = link_target(meta.metadata, data) if job.options.recreate_links else None
     if target is not None:  # a link exported as an empty object (or FSx's): a link again
         await off_loop(_write_link, dirs, item.path, target, mtime, finish_on_cancel=True)
@@ -97,6 +104,26 @@ async def _download_whole(client, job: Job, limits: TaskLimits, key, item: Item,
     await off_loop(_write_whole, dirs, item.path, data, mtime, etag, posix, finish_on_cancel=True)
     limits.count(0, len(data))
     return Outcome("ok", bytes=len(data), checksum=etag, mtime_ns=mtime, action="copy")
+
+
+#: Objects from this size may be multipart uploads, whose CRC64NVME is S3's own (a HEAD in
+#: checksum mode tells it) rather than ferry's metadata.
+MULTIPART_FROM = 5 * 2**20
+
+
+async def _expected_crc(client, job: Job, key: str, meta) -> str | None:
+    """The CRC64NVME the object's bytes must have: ferry's metadata, else (an S3 object large
+    enough to be a multipart upload) S3's full-object checksum; None when it has neither."""
+    found = stored_crc(meta.metadata)
+    if found is not None or job.bucket.scheme != "s3" or (meta.size or 0) < MULTIPART_FROM:
+        return found
+    try:
+        head = await client.head_object(Bucket=job.bucket.bucket, Key=key, ChecksumMode="ENABLED")
+    except Exception:  # noqa: BLE001 - not knowable: the copy stands on its ETag checks
+        return None
+    if head.get("ChecksumType") not in (None, "FULL_OBJECT"):
+        return None
+    return head.get("ChecksumCRC64NVME")
 
 
 def _posix(job: Job, metadata) -> tuple[int | None, int | None, int | None]:
@@ -186,7 +213,12 @@ async def _download(client, job, limits, key, item, dfd: int, name: str) -> Outc
 
     fd = await off_loop(_create, temporary, TEMPORARY_FLAGS, dfd, discard=discard)
     try:
-        meta = await _ranged(client, job, limits, key, item, fd)
+        meta, crc = await _ranged(client, job, limits, key, item, fd)
+        expected = await _expected_crc(client, job, key, meta)
+        if expected is not None and encoded(crc) != expected:
+            raise ChecksumMismatch(
+                f"the bytes read are not those the object's CRC64NVME {expected} describes"
+            )
         mtime, _ = restored_mtime(meta.metadata, meta.last_modified_ns)
         etag = meta.etag or item.etag
         posix = _posix(job, meta.metadata)
@@ -263,44 +295,59 @@ async def _ranges(client, job: Job, limits: TaskLimits, key: str, item: Item, fd
     size = item.size
     span = max(PART_SIZE, math.ceil(size / streams))
     first: list = []
+    crcs: dict[int, tuple[int, int]] = {}  # each range's CRC64NVME and length, by its start
 
     async def fetch(start: int, end: int) -> None:
-        position = start
+        position, crc = start, 0
 
         async def rest() -> None:  # from where the last try broke off
-            nonlocal position
+            nonlocal position, crc
             async with client.data.open_range(key, position, end, item.etag, CHUNK) as opened:
                 meta, chunks = opened
                 if start == 0 and not first:
                     first.append(meta)
-                position = await _stream(chunks, fd, position, limits)
+                position, crc = await _stream(chunks, fd, position, limits, crc)
             if position <= end:
                 raise asyncio.IncompleteReadError(b"", end - position + 1)
 
         async with limits.parts():
             await retrying(job.options.retries, rest, f"bytes {start}-{end} of {key}")
+        crcs[start] = (crc, end - start + 1)
 
     await all_or_none(
         *(fetch(start, min(start + span, size) - 1) for start in range(0, size, span))
     )
-    return first[0]
+    whole = 0
+    for start in sorted(crcs):
+        whole = combine(whole, *crcs[start])
+    return first[0], whole
 
 
-async def _stream(chunks, fd: int, position: int, limits: TaskLimits) -> int:
-    """Write a range's chunks into the file from `position`; return the position after them."""
+async def _stream(
+    chunks, fd: int, position: int, limits: TaskLimits, crc: int = 0
+) -> tuple[int, int]:
+    """Write a range's chunks into the file from `position`; return the position after them
+    and the CRC64NVME of the range so far (`crc` continued: as it is written)."""
     buffer = bytearray()
     async for chunk in chunks:
         buffer += chunk
         if len(buffer) >= CHUNK:
-            position = await _flush(buffer, fd, position, limits)
+            position, crc = await _flush(buffer, fd, position, limits, crc)
             buffer = bytearray()
     if buffer:
-        position = await _flush(buffer, fd, position, limits)
-    return position
+        position, crc = await _flush(buffer, fd, position, limits, crc)
+    return position, crc
 
 
-async def _flush(buffer: bytearray, fd: int, position: int, limits: TaskLimits) -> int:
+async def _flush(
+    buffer: bytearray, fd: int, position: int, limits: TaskLimits, crc: int
+) -> tuple[int, int]:
     await limits.bandwidth.acquire(len(buffer))
-    await off_loop(_write_all, fd, buffer, position)
+    crc = await off_loop(_write_counted, fd, buffer, position, crc)
     limits.count(0, len(buffer))
-    return position + len(buffer)
+    return position + len(buffer), crc
+
+
+def _write_counted(fd: int, buffer: bytearray, position: int, crc: int) -> int:
+    _write_all(fd, buffer, position)
+    return crc64(buffer, crc)

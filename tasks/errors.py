@@ -88,6 +88,11 @@ class FileChanged(OSError):
     """The file changed while it was being read; the upload is retried."""
 
 
+class ChecksumMismatch(Exception):
+    """The bytes received are not those the object's CRC64NVME describes: the file is not put
+    in place."""
+
+
 class PartDamaged(ConnectionError):
     """A part's ETag is not the MD5 of what was sent (transient: it is sent again)."""
 
@@ -179,6 +184,8 @@ def failure_code(exc: BaseException) -> ReasonCode:
     """The reason code of a manifest row whose reason is `describe(exc)`."""
     if isinstance(exc, FileChanged):
         return ReasonCode.FILE_CHANGED
+    if isinstance(exc, ChecksumMismatch):
+        return ReasonCode.CHECKSUM_MISMATCH
     if isinstance(exc, PartDamaged):
         return ReasonCode.PART_DAMAGED
     if isinstance(exc, OutsideTree):

@@ -13,10 +13,12 @@ from tasks.plan import Item
 from tasks.rows import Action
 
 
-def copy_requests(direction: str, items: Iterable[Item], multipart_threshold: int) -> Counter:
+def copy_requests(
+    direction: str, items: Iterable[Item], multipart_threshold: int, *, s3: bool = True
+) -> Counter:
     """Requests, and bytes `up` (export) or `down` (import), of copying `items` (the plan's
     copy and mkdir items)."""
-    from tasks.download import PARALLEL_THRESHOLD, STREAMS
+    from tasks.download import MULTIPART_FROM, PARALLEL_THRESHOLD, STREAMS
     from tasks.download import PART_SIZE as RANGE_SIZE
     from tasks.upload import MAX_PARTS, PART_SIZE
 
@@ -33,15 +35,18 @@ def copy_requests(direction: str, items: Iterable[Item], multipart_threshold: in
             else:
                 cost["PUT"] += 1
                 cost["bytes_up"] += item.size
-        elif item.action == Action.MKDIR:
+            continue
+        if item.action == Action.MKDIR:
             cost["HEAD"] += 1  # the marker's mtime
-        elif item.size >= PARALLEL_THRESHOLD:
+            continue
+        if item.size >= MULTIPART_FROM and s3:
+            cost["HEAD"] += 1  # at most: a multipart upload's CRC64NVME is S3's, read by a HEAD
+        if item.size >= PARALLEL_THRESHOLD:
             span = max(RANGE_SIZE, math.ceil(item.size / STREAMS))
             cost["GET"] += math.ceil(item.size / span)
-            cost["bytes_down"] += item.size
         else:
             cost["GET"] += 1
-            cost["bytes_down"] += item.size
+        cost["bytes_down"] += item.size
     return cost
 
 

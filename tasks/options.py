@@ -62,11 +62,13 @@ Globs = Annotated[
     ),
 ]
 Overwrite = Annotated[
-    Literal["changed", "always", "never"],
+    Literal["changed", "always", "never", "checksum"],
     Field(
         description="When to replace an entry that exists at the destination: 'changed' (the "
-        "default) copies unless size and mtime match; 'always' copies everything; 'never' keeps "
-        "what is there."
+        "default) copies unless size and mtime match; 'checksum' copies unless the contents "
+        "match (the object's CRC64NVME against the file's, read locally: nothing is downloaded; "
+        "size and mtime decide where the object has none); 'always' copies everything; 'never' "
+        "keeps what is there."
     ),
 ]
 VerifyMode = Annotated[

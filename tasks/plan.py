@@ -19,7 +19,7 @@ from tasks.rows import Action, ReasonCode, Status
 from tasks.sameness import size_difference
 
 Direction = Literal["export", "import"]
-Overwrite = Literal["changed", "always", "never"]
+Overwrite = Literal["changed", "always", "never", "checksum"]
 
 #: The reason of a skip because source and destination already match (its code:
 #: `ReasonCode.UNCHANGED`).
@@ -157,7 +157,7 @@ def _decide(
         return _item(entry, Action.SKIP, reason, ReasonCode.NOT_OVERWRITTEN)
     if size_difference(entry.size, there.size):
         return _item(entry, Action.COPY)  # differs for sure; the same size is checked by HEAD
-    if state_matches:  # import: the file is what an earlier import wrote, with its mtime
+    if state_matches and overwrite != "checksum":  # import: an earlier import wrote it as is
         skip = _item(entry, Action.SKIP, UNCHANGED, ReasonCode.UNCHANGED)
         return replace(skip, mtime_ns=there.mtime_ns)
     return _item(entry, Action.CHECK)

@@ -155,7 +155,9 @@ def _plan(job: Job, rng: Range, report: ReportDir, run: RunState, uploads, liste
     estimate = None
     if options.dry_run:
         rows += [dry_run_row(job, i, stamp) for i in work]
-        cost = copy_requests(job.direction, work, options.multipart_threshold)
+        cost = copy_requests(
+            job.direction, work, options.multipart_threshold, s3=bucket.scheme == "s3"
+        )
         cost.update(requests)
         cost["HEAD"] += len(checking)
         if extras and job.direction == "export":  # batches of 1,000 keys

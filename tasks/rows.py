@@ -110,6 +110,9 @@ class ReasonCode(StrEnum):
     FILE_CHANGED = "file_changed"
     #: The object was replaced since it was listed (its ETag no longer matches).
     OBJECT_CHANGED = "object_changed"
+    #: The bytes read from the store are not those its CRC64NVME describes (the file is not
+    #: put in place).
+    CHECKSUM_MISMATCH = "checksum_mismatch"
     #: A multipart upload's part kept arriving damaged.
     PART_DAMAGED = "part_damaged"
     #: The store's ETag of a completed upload is not the one its parts make.

@@ -11,16 +11,15 @@ retried.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import hashlib
 import math
 import os
 import stat
-import zlib
 from dataclasses import dataclass
 
 from tasks.beneath import all_or_none, off_loop, open_file, opened_dir, opened_dir_at
+from tasks.checksum import CRC_KEY, combine, crc64, encoded
 from tasks.errors import FileChanged, PartDamaged
 from tasks.job import Job
 from tasks.limits import TaskLimits
@@ -130,9 +129,13 @@ async def _put(
     digest: bytes | None = None,
     *,
     target: str | None = None,
+    crc: str | None = None,
 ) -> str | None:
-    """One PUT (through the endpoint's engine, `tasks.engine`); the object's ETag."""
+    """One PUT (through the endpoint's engine, `tasks.engine`); the object's ETag. `crc`: the
+    body's CRC64NVME, kept in the object's metadata."""
     metadata = file_metadata(st, target)
+    if crc is not None:
+        metadata[CRC_KEY] = crc
     return await client.data.put(key, body, metadata, digest or hashlib.md5(body).digest())
 
 
@@ -154,7 +157,8 @@ def _read_all(path: str, fd: int) -> tuple[bytes, os.stat_result, bytes]:
 async def _upload_small(client, job: Job, limits: TaskLimits, key: str, found: _Found) -> Outcome:
     data, st, digest = found.data, found.st, found.digest
     await limits.bandwidth.acquire(len(data))
-    etag = await _put(client, job, key, data, st, digest)
+    crc = await off_loop(crc64, data)  # releases the GIL: the bytes are read once
+    etag = await _put(client, job, key, data, st, digest, crc=encoded(crc))
     limits.count(0, len(data))
     return Outcome(
         "ok", bytes=len(data), checksum=etag, mtime_ns=st.st_mtime_ns, size=len(data), action="copy"
@@ -175,15 +179,17 @@ async def _upload_multipart(
             Bucket=bucket,
             Key=key,
             Metadata=file_metadata(before),
-            # Parts carry a CRC32 the store checks on arrival (as the AWS CLI sends).
-            ChecksumAlgorithm="CRC32",
+            # Each part carries its CRC64NVME, which the store checks on arrival, and the
+            # upload the whole file's (combined from the parts'), which it checks on complete.
+            ChecksumAlgorithm="CRC64NVME",
+            ChecksumType="FULL_OBJECT",
         )
         upload_id = started["UploadId"]
 
         async def send(number: int, offset: int) -> tuple[dict, bytes]:
             length = min(part_size, size - offset)
             async with limits.parts():
-                data, digest, crc32 = await off_loop(_read_part, fd, length, offset)
+                data, digest, crc = await off_loop(_read_part, fd, length, offset)
                 if len(data) != length:
                     raise FileChanged(f"file shrank while being read ({path})")
                 await limits.bandwidth.acquire(length)
@@ -197,7 +203,7 @@ async def _upload_multipart(
                         UploadId=upload_id,
                         PartNumber=number,
                         Body=data,
-                        ChecksumCRC32=crc32,
+                        ChecksumCRC64NVME=encoded(crc),
                     )
                     if strip_etag(response.get("ETag")) != digest.hex():
                         raise PartDamaged(f"part {number} of {path} arrived damaged")
@@ -205,22 +211,31 @@ async def _upload_multipart(
 
                 response = await retrying(job.options.retries, once, f"part {number} of {path}")
                 limits.count(0, length)
-                part = {"PartNumber": number, "ETag": response["ETag"], "ChecksumCRC32": crc32}
-                return part, digest
+                part = {
+                    "PartNumber": number,
+                    "ETag": response["ETag"],
+                    "ChecksumCRC64NVME": encoded(crc),
+                }
+                return part, digest, crc, length
 
         offsets = range(0, size, part_size)
         results = await all_or_none(*(send(n + 1, off) for n, off in enumerate(offsets)))
         after = os.fstat(fd)
         if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns):
             raise FileChanged(f"file changed while being read ({path})")
+        whole = 0
+        for _, _, crc, length in results:
+            whole = combine(whole, crc, length)
         response = await client.complete_multipart_upload(
             Bucket=bucket,
             Key=key,
             UploadId=upload_id,
-            MultipartUpload={"Parts": [part for part, _ in results]},
+            MultipartUpload={"Parts": [part for part, *_ in results]},
+            ChecksumCRC64NVME=encoded(whole),
+            ChecksumType="FULL_OBJECT",
         )
         upload_id = None
-        expected = hashlib.md5(b"".join(d for _, d in results)).hexdigest() + f"-{len(results)}"
+        expected = hashlib.md5(b"".join(d for _, d, *_ in results)).hexdigest() + f"-{len(results)}"
         etag = strip_etag(response.get("ETag"))
         if etag and etag != expected:
             reason = f"store reported ETag {etag}, expected {expected}"
@@ -265,11 +280,10 @@ async def _upload_streamed(
     )
 
 
-def _read_part(fd: int, length: int, offset: int) -> tuple[bytes, bytes, str]:
-    """A part, its MD5 and its base64 CRC32, off the event loop (both release the GIL)."""
+def _read_part(fd: int, length: int, offset: int) -> tuple[bytes, bytes, int]:
+    """A part, its MD5 and its CRC64NVME, off the event loop (both release the GIL)."""
     data = os.pread(fd, length, offset)
-    crc = zlib.crc32(data).to_bytes(4, "big")
-    return data, hashlib.md5(data).digest(), base64.b64encode(crc).decode()
+    return data, hashlib.md5(data).digest(), crc64(data)
 
 
 async def _abort(client, bucket: str, key: str, upload_id: str) -> None:

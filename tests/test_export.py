@@ -146,9 +146,12 @@ def test_export_large_file_goes_in_parallel_parts(tmp_path, bucket, s3_client, r
     result = export_data(str(src), f"s3://{bucket}/big", verify="checksum", report_dir=reports)
     head = s3_client.head_object(Bucket=bucket, Key="big/big.bin")
     assert head["ETag"].strip('"').endswith("-5")  # five 8 MiB parts
-    # every part carried a CRC32 the store checked, so the object has one
+    # every part carried its CRC64NVME, and the upload the whole file's: the object has it
+    from tasks.checksum import crc64, encoded
+
     checksum = s3_client.head_object(Bucket=bucket, Key="big/big.bin", ChecksumMode="ENABLED")
-    assert checksum.get("ChecksumCRC32")
+    assert checksum.get("ChecksumType") == "FULL_OBJECT"
+    assert checksum.get("ChecksumCRC64NVME") == encoded(crc64(data))
     assert s3_client.get_object(Bucket=bucket, Key="big/big.bin")["Body"].read() == data
     assert manifest_rows(result)["big.bin"]["verified"]
 

@@ -1,0 +1,94 @@
+"""End-to-end checksums: every exported object carries the CRC64NVME of its bytes, computed
+while the file is read (S3's own full-object checksum for a multipart upload, ferry metadata for
+a single PUT); import checks it while writing and fails an object whose bytes were replaced
+behind ferry's back, leaving nothing in place; overwrite="checksum" decides by contents."""
+
+from __future__ import annotations
+
+import os
+
+from conftest import manifest_rows, run_result, write_file
+
+from flows import export_data, import_data
+from tasks.checksum import CRC_KEY, crc64, encoded
+
+T = 1_700_000_000 * 10**9
+MiB = 2**20
+
+
+def test_a_single_put_carries_its_crc64nvme(tmp_path, s3_client, bucket, reports):
+    data = os.urandom(1000)
+    write_file(str(tmp_path / "src" / "f"), data, T)
+    export_data(str(tmp_path / "src"), f"s3://{bucket}/c", report_dir=reports)
+    meta = s3_client.head_object(Bucket=bucket, Key="c/f")["Metadata"]
+    assert meta[CRC_KEY] == encoded(crc64(data))
+
+
+def test_an_object_replaced_behind_ferrys_back_fails_and_nothing_lands(
+    tmp_path, s3_client, bucket, reports
+):
+    """Two objects keep their metadata (and its CRC64NVME) but their bytes are replaced, the
+    same size: a small one (read whole) and a large one (read in byte ranges). Both fail as
+    checksum_mismatch; neither is put in place, and no temporary is left."""
+    small, large = os.urandom(4096), os.urandom(40 * MiB)
+    for key, data in [("x/small", small), ("x/large", large)]:
+        s3_client.put_object(
+            Bucket=bucket, Key=key, Body=bytes(b ^ 0xFF for b in data[:16]) + data[16:],
+            Metadata={CRC_KEY: encoded(crc64(data))},
+        )  # fmt: skip
+    s3_client.put_object(Bucket=bucket, Key="x/fine", Body=b"fine")
+    dst = tmp_path / "dst"
+    result = run_result(import_data, f"s3://{bucket}/x", str(dst), report_dir=reports)
+    rows = manifest_rows(result)
+    for path in ("small", "large"):
+        assert (rows[path]["status"], rows[path]["reason_code"]) == ("failed", "checksum_mismatch")
+        assert "CRC64NVME" in rows[path]["reason"]
+    assert rows["fine"]["status"] == "ok"
+    assert sorted(os.listdir(dst)) == ["fine"]  # nothing half-right, no temporary
+
+
+def test_a_multipart_object_is_checked_against_s3s_own_checksum(
+    tmp_path, s3_client, bucket, reports
+):
+    data = os.urandom(40 * MiB)
+    write_file(str(tmp_path / "src" / "big"), data, T)
+    export_data(str(tmp_path / "src"), f"s3://{bucket}/m", report_dir=reports)
+    head = s3_client.head_object(Bucket=bucket, Key="m/big", ChecksumMode="ENABLED")
+    assert head["ChecksumCRC64NVME"] == encoded(crc64(data)) and CRC_KEY not in head["Metadata"]
+    back = import_data(f"s3://{bucket}/m", str(tmp_path / "back"), report_dir=reports)
+    assert back.counts["ok"] == 1
+    assert (tmp_path / "back" / "big").read_bytes() == data
+
+
+def test_overwrite_checksum_decides_by_contents(tmp_path, s3_client, bucket, reports):
+    src = tmp_path / "src"
+    write_file(str(src / "same-bytes-new-mtime"), b"A" * 100, T)
+    write_file(str(src / "new-bytes-same-mtime"), b"B" * 100, T)
+    export_data(str(src), f"s3://{bucket}/o", report_dir=reports)
+    os.utime(src / "same-bytes-new-mtime", ns=(T + 10**9, T + 10**9))
+    write_file(str(src / "new-bytes-same-mtime"), b"C" * 100, T)  # same size, same mtime
+
+    by_mtime = export_data(str(src), f"s3://{bucket}/o", dry_run=True, report_dir=reports)
+    rows = manifest_rows(by_mtime)
+    assert rows["new-bytes-same-mtime"]["reason_code"] == "unchanged"  # missed by size+mtime
+    assert rows["same-bytes-new-mtime"]["reason_code"] == "dry_run"  # copied for nothing
+
+    by_contents = export_data(
+        str(src), f"s3://{bucket}/o", overwrite="checksum", report_dir=reports
+    )
+    rows = manifest_rows(by_contents)
+    assert (rows["new-bytes-same-mtime"]["status"], rows["new-bytes-same-mtime"]["action"]) == (
+        "ok", "copy",
+    )  # fmt: skip
+    assert rows["same-bytes-new-mtime"]["reason_code"] == "unchanged"
+    body = s3_client.get_object(Bucket=bucket, Key="o/new-bytes-same-mtime")["Body"].read()
+    assert body == b"C" * 100
+
+    dst = tmp_path / "dst"
+    import_data(f"s3://{bucket}/o", str(dst), report_dir=reports)
+    write_file(str(dst / "new-bytes-same-mtime"), b"D" * 100, T)  # changed, size and mtime kept
+    again = import_data(f"s3://{bucket}/o", str(dst), overwrite="checksum", report_dir=reports)
+    rows = manifest_rows(again)
+    assert rows["new-bytes-same-mtime"]["action"] == "copy"
+    assert rows["same-bytes-new-mtime"]["reason_code"] == "unchanged"
+    assert (dst / "new-bytes-same-mtime").read_bytes() == b"C" * 100
