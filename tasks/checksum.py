@@ -51,18 +51,18 @@ def part_sizes(size: int, parts: int) -> list[int]:
 
 
 def file_matches_etag(path: str, size: int, etag: str) -> bool | None:
-    """Whether the file's bytes are those of an object with this ETag; None when the ETag is not
-    one an MD5 can reproduce (no usual part size gives its number of parts)."""
+    """Whether the file's bytes are those of an object with this ETag; None when that cannot be
+    told: a multipart ETag that no usual part size reproduces may be the same bytes cut in other
+    parts (then the CRC64NVME decides, `tasks.verify`)."""
     if "-" not in etag:
         return md5_file(path) == etag
     try:
         parts = int(etag.rsplit("-", 1)[1])
     except ValueError:
         return None
-    sizes = part_sizes(size, parts)
-    if not sizes:
-        return None
-    return any(_multipart_etag(path, part_size) == etag for part_size in sizes)
+    if any(_multipart_etag(path, part_size) == etag for part_size in part_sizes(size, parts)):
+        return True
+    return None
 
 
 # -- full-object CRC64NVME ----------------------------------------------------------------------

@@ -92,3 +92,53 @@ def test_overwrite_checksum_decides_by_contents(tmp_path, s3_client, bucket, rep
     assert rows["new-bytes-same-mtime"]["action"] == "copy"
     assert rows["same-bytes-new-mtime"]["reason_code"] == "unchanged"
     assert (dst / "new-bytes-same-mtime").read_bytes() == b"C" * 100
+
+
+def test_verify_checksum_uses_the_crc64nvme_where_the_etag_is_not_an_md5(
+    tmp_path, s3_client, bucket, reports
+):
+    """An object uploaded in 6 MiB parts (a part size no ETag guess tries) with S3's full-object
+    CRC64NVME: verify "checksum" compares the CRC, by a HEAD, nothing downloaded; a file changed
+    afterwards (size and mtime kept) fails it."""
+    import pandas as pd
+
+    from tasks.endpoints import parse_endpoint
+    from tasks.job import Job
+    from tasks.options import Options
+    from tasks.verify import verify_copied
+
+    data = os.urandom(13 * MiB)
+    chunks = [data[i : i + 6 * MiB] for i in range(0, len(data), 6 * MiB)]
+    up = s3_client.create_multipart_upload(
+        Bucket=bucket, Key="v/odd", ChecksumAlgorithm="CRC64NVME", ChecksumType="FULL_OBJECT"
+    )
+    parts = []
+    for number, chunk in enumerate(chunks, 1):
+        crc = encoded(crc64(chunk))
+        sent = s3_client.upload_part(
+            Bucket=bucket, Key="v/odd", UploadId=up["UploadId"], PartNumber=number, Body=chunk,
+            ChecksumCRC64NVME=crc,
+        )  # fmt: skip
+        parts.append({"PartNumber": number, "ETag": sent["ETag"], "ChecksumCRC64NVME": crc})
+    s3_client.complete_multipart_upload(
+        Bucket=bucket, Key="v/odd", UploadId=up["UploadId"], MultipartUpload={"Parts": parts},
+        ChecksumCRC64NVME=encoded(crc64(data)), ChecksumType="FULL_OBJECT",
+    )  # fmt: skip
+    dst = tmp_path / "dst"
+    result = import_data(f"s3://{bucket}/v", str(dst), verify="checksum", report_dir=reports)
+    row = manifest_rows(result)["odd"]
+    assert row["verified"] and not isinstance(row["reason_code"], str), row  # no note: fully
+
+    st = os.stat(dst / "odd")
+    with open(dst / "odd", "r+b") as f:
+        f.write(bytes([data[0] ^ 0xFF]))  # one byte flipped
+    os.utime(dst / "odd", ns=(st.st_atime_ns, st.st_mtime_ns))
+    job = Job(
+        "v", "import", parse_endpoint(str(dst)), parse_endpoint(f"s3://{bucket}/v"),
+        Options(verify="checksum"),
+    )  # fmt: skip
+    rows = pd.read_parquet(result.manifest).to_dict("records")
+    for r in rows:
+        r["mtime"] = int(r["mtime"].value)
+    checked = verify_copied(job, rows)["odd"]
+    assert not checked.verified and "CRC64NVME" in checked.reason
