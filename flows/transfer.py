@@ -14,6 +14,7 @@ import sys
 import time
 from collections import Counter, deque
 from dataclasses import replace
+from datetime import timedelta
 
 from prefect import flow
 from prefect.runtime import flow_run
@@ -40,7 +41,7 @@ from tasks.rows import Action
 from tasks.run import RunState
 from tasks.runlog import run_logger
 from tasks.steps import apply_step, check_step, plan_step, report_step, verify_step
-from tasks.upload import abandoned_uploads
+from tasks.upload import abandoned_uploads, abort_uploads
 
 
 def _task_id() -> str:
@@ -78,7 +79,17 @@ def run_transfer(direction: str, source: str, destination: str, options: Options
 
     uploads = {}
     if direction == "export" and not options.dry_run and bucket.scheme == "s3":
-        # elsewhere, the store's own rules; each range aborts those to the keys it writes
+        # elsewhere, the store's own rules. Uploads older than the limit go, whatever their key;
+        # the others are resumed by their file's copy or aborted by its range
+        limit = now() - timedelta(hours=options.abandoned_upload_hours)
+        stale = bucket.run(abandoned_uploads, bucket.bucket, bucket.prefix, limit)
+        if stale:
+            gone = bucket.run(abort_uploads, bucket.bucket, stale)
+            run_logger().info(
+                "aborted %d multipart uploads abandoned more than %g hours ago",
+                gone,
+                options.abandoned_upload_hours,
+            )
         uploads = bucket.run(abandoned_uploads, bucket.bucket, bucket.prefix, now())
     if direction == "import" and not options.dry_run:
         make_root(directory)

@@ -464,6 +464,16 @@ class Options(BaseModel):
     delete_extra: Annotated[DeleteExtra, For(*TRANSFERS)] = False
     max_delete: Annotated[MaxDelete, For(*TRANSFERS), Cli("--max-delete", "N|P%")] = None
     retries: Annotated[Retries, For(*COPIES, *CHECKED)] = 5
+    abandoned_upload_hours: Annotated[
+        float,
+        Field(
+            ge=0,
+            description="An export aborts the multipart uploads under its prefix started more "
+            "than this many hours ago, whatever their key (a killed run's leftovers, which the "
+            "store bills); younger ones to a file it writes are resumed or aborted.",
+        ),
+        For("export"),
+    ] = 168.0
     multipart_threshold: Annotated[
         Size,
         Field(

@@ -130,10 +130,13 @@ def _plan(job: Job, rng: Range, report: ReportDir, run: RunState, uploads, liste
     if uploads and not options.dry_run:
         from tasks.upload import abort_uploads
 
+        # a large file's upload is resumed (or aborted) by its own copy (tasks.upload)
         mine = {
             key: ids
             for i in items
-            if i.kind == "file" and (ids := uploads.get(key := bucket.key(i.path)))
+            if i.kind == "file"
+            and (ids := uploads.get(key := bucket.key(i.path)))
+            and not (i.action in APPLY_ACTIONS and i.size >= options.multipart_threshold)
         }
         if mine:
             aborted = bucket.run(abort_uploads, bucket.bucket, mine)

@@ -175,16 +175,18 @@ async def _upload_multipart(
         before = os.fstat(fd)
         size = before.st_size
         part_size = max(PART_SIZE, math.ceil(size / MAX_PARTS))
-        started = await client.create_multipart_upload(
-            Bucket=bucket,
-            Key=key,
-            Metadata=file_metadata(before),
-            # Each part carries its CRC64NVME, which the store checks on arrival, and the
-            # upload the whole file's (combined from the parts'), which it checks on complete.
-            ChecksumAlgorithm="CRC64NVME",
-            ChecksumType="FULL_OBJECT",
-        )
-        upload_id = started["UploadId"]
+        upload_id, stored = await _resumable(client, bucket, key, before)
+        if upload_id is None:
+            started = await client.create_multipart_upload(
+                Bucket=bucket,
+                Key=key,
+                Metadata=file_metadata(before),
+                # Each part carries its CRC64NVME, which the store checks on arrival, and the
+                # upload the whole file's (combined from the parts'), which it checks on complete.
+                ChecksumAlgorithm="CRC64NVME",
+                ChecksumType="FULL_OBJECT",
+            )
+            upload_id = started["UploadId"]
 
         async def send(number: int, offset: int) -> tuple[dict, bytes]:
             length = min(part_size, size - offset)
@@ -192,6 +194,13 @@ async def _upload_multipart(
                 data, digest, crc = await off_loop(_read_part, fd, length, offset)
                 if len(data) != length:
                     raise FileChanged(f"file shrank while being read ({path})")
+                kept = stored.get(number)
+                if kept is not None and _same_part(kept, length, encoded(crc), digest.hex()):
+                    # stored by a run that was killed: the same bytes, not sent again
+                    limits.count(0, length)
+                    part = {"PartNumber": number, "ETag": f'"{digest.hex()}"',
+                            "ChecksumCRC64NVME": encoded(crc)}  # fmt: skip
+                    return part, digest, crc, length
                 await limits.bandwidth.acquire(length)
 
                 async def once():
@@ -246,6 +255,51 @@ async def _upload_multipart(
     finally:
         if upload_id is not None:
             await asyncio.shield(_abort(client, bucket, key, upload_id))
+
+
+def _same_part(kept: tuple[int, str | None, str], length: int, crc: str, md5: str) -> bool:
+    """A stored part holds these bytes: its size, its ETag (the part's MD5) and, where the
+    store lists it, its CRC64NVME all match."""
+    size, stored_crc, etag = kept
+    return size == length and etag == md5 and stored_crc in (None, crc)
+
+
+async def _resumable(
+    client, bucket: str, key: str, before: os.stat_result
+) -> tuple[str | None, dict[int, tuple[int, str, str]]]:
+    """The multipart upload a killed export left for this key, to be resumed: one started after
+    the file was last changed, made as ferry makes them (CRC64NVME, full object); with its
+    stored parts (number → size, CRC64NVME where the store lists it, MD5). Any other upload
+    left for the key is aborted. (None, {}) when there is none to resume."""
+    try:
+        listed = await client.list_multipart_uploads(Bucket=bucket, Prefix=key)
+    except Exception:  # noqa: BLE001 - not knowable: start over
+        return None, {}
+    uploads = sorted(
+        (u for u in listed.get("Uploads", []) if u["Key"] == key),
+        key=lambda u: u["Initiated"],
+        reverse=True,
+    )
+    chosen, parts = None, {}
+    changed = before.st_mtime_ns / 1e9
+    for upload in uploads:
+        if chosen is None and upload["Initiated"].timestamp() > changed:
+            try:
+                found = await client.list_parts(
+                    Bucket=bucket, Key=key, UploadId=upload["UploadId"], MaxParts=MAX_PARTS
+                )
+            except Exception:  # noqa: BLE001 - gone, or not listable: not resumed
+                found = {}
+            listed_parts = found.get("Parts", [])
+            if listed_parts and upload.get("ChecksumAlgorithm") == "CRC64NVME":
+                chosen = upload["UploadId"]
+                parts = {
+                    p["PartNumber"]: (p["Size"], p.get("ChecksumCRC64NVME"), strip_etag(p["ETag"]))
+                    for p in listed_parts
+                }
+                continue
+        await _abort(client, bucket, key, upload["UploadId"])
+    return chosen, parts
 
 
 async def _upload_streamed(

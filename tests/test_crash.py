@@ -87,11 +87,80 @@ def test_a_rerun_aborts_the_multipart_uploads_of_a_killed_export(tmp_path, bucke
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert len(uploads()) == 2  # what kill -9 leaves
-    # an upload of someone else's, to a key this export does not write, is not touched
+    # an upload of someone else's, to a key this export does not write, is not touched while
+    # it is younger than the limit (moto dates every upload 2010-11-10: the limit here is
+    # larger than its age)
     other = s3_client.create_multipart_upload(Bucket=bucket, Key="ck/not-ours.bin")
-    result = export_data(str(src), f"s3://{bucket}/ck", report_dir=reports)
+    result = export_data(
+        str(src), f"s3://{bucket}/ck", report_dir=reports, abandoned_upload_hours=10**6
+    )
     assert result.ok and result.counts["ok"] == 2
     assert [u["UploadId"] for u in uploads()] == [other["UploadId"]]
+    # older than the limit (7 days by default), it goes: abandoned, it would be billed forever
+    export_data(str(src), f"s3://{bucket}/ck", report_dir=reports)
+    assert uploads() == []
     for i in range(2):
         body = s3_client.get_object(Bucket=bucket, Key=f"ck/big{i}.bin")["Body"].read()
         assert body == (src / f"big{i}.bin").read_bytes()
+
+
+def test_a_killed_multipart_upload_resumes_from_its_stored_parts(
+    tmp_path, bucket, s3_client, s3_endpoint
+):
+    """kill -9 at 80 %: four of a 40 MiB file's five parts are stored (the fifth is held by a
+    proxy until the kill). The rerun checks the stored parts against the file (CRC64NVME and
+    MD5) and sends only the fifth: 8 MiB of 40."""
+    import threading
+    from urllib.parse import parse_qs, urlsplit
+
+    from flaky_proxy import FlakyProxy
+
+    src = tmp_path / "src"
+    src.mkdir()
+    data = os.urandom(40 * 2**20)
+    (src / "ckpt.bin").write_bytes(data)
+    changed = 1_230_000_000 * 10**9  # 2008: before the upload began (moto dates uploads 2010)
+    os.utime(src / "ckpt.bin", ns=(changed, changed))
+    reports = str(tmp_path / "r")
+    release = threading.Event()
+
+    def hold_the_fifth_part(method: str, path: str) -> None:
+        if method == "PUT" and parse_qs(urlsplit(path).query).get("partNumber") == ["5"]:
+            release.wait(timeout=600)
+            raise ConnectionAbortedError("the fifth part never reaches the store")
+
+    def stored_parts() -> int:
+        found = s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+        if not found:
+            return 0
+        upload = found[0]
+        listed = s3_client.list_parts(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+        return len(listed.get("Parts", []))
+
+    with FlakyProxy(s3_endpoint, {}, on_request=hold_the_fifth_part) as proxy:
+        proc = start_ferry(
+            "export", str(src), f"s3://{bucket}/r", "--report-dir", reports,
+            "--destination-option", f"endpoint_url={proxy.url}",
+        )  # fmt: skip
+        try:
+            wait_for(lambda: stored_parts() == 4, proc)
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+        finally:
+            release.set()
+    sent: list[int] = []
+
+    def count_parts(method: str, path: str) -> None:
+        if method == "PUT" and "partNumber" in parse_qs(urlsplit(path).query):
+            sent.append(int(parse_qs(urlsplit(path).query)["partNumber"][0]))
+
+    with FlakyProxy(s3_endpoint, {}, on_request=count_parts) as proxy:
+        result = export_data(
+            str(src), f"s3://{bucket}/r", report_dir=reports,
+            destination_options={"endpoint_url": proxy.url},
+            abandoned_upload_hours=10**6,  # moto dates the killed run's upload 2010
+        )  # fmt: skip
+    assert result.ok and result.counts["ok"] == 1
+    assert sent == [5], sent  # 8 MiB sent again, not 40
+    assert s3_client.get_object(Bucket=bucket, Key="r/ckpt.bin")["Body"].read() == data
+    assert s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
