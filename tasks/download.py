@@ -20,7 +20,7 @@ from tasks.checksum import combine, crc64, encoded, stored_crc
 from tasks.errors import ChecksumMismatch
 from tasks.job import Job
 from tasks.limits import TaskLimits
-from tasks.listing import STATE_XATTR, hold, temporary_name
+from tasks.listing import RANGES_XATTR, STATE_XATTR, hold, resumable_name, temporary_name
 from tasks.metadata import link_target, restored_mtime, restored_posix
 from tasks.outcome import Outcome
 from tasks.plan import Item
@@ -204,16 +204,18 @@ async def _download(client, job, limits, key, item, dfd: int, name: str) -> Outc
     """Write a large object, in byte ranges, under a temporary name in its directory (`dfd`),
     then rename it into place: every step relative to the directory's descriptor, no link
     followed."""
-    temporary = temporary_name()
+    temporary = resumable_name(name, item.etag) if item.etag else temporary_name()
 
-    def discard(fd: int) -> None:  # cancelled as it was created: leave nothing behind
-        os.close(fd)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary, dir_fd=dfd)
+    def discard(opened) -> None:  # cancelled as it was opened: leave nothing new behind
+        if opened[0] >= 0:
+            os.close(opened[0])
 
-    fd = await off_loop(_create, temporary, TEMPORARY_FLAGS, dfd, discard=discard)
+    fd, done = await off_loop(_open_resumable, temporary, dfd, item.size, discard=discard)
+    if fd < 0:  # another live import holds that name: a temporary of this run's own
+        temporary = temporary_name()
+        fd, done = await off_loop(_open_resumable, temporary, dfd, item.size, discard=discard)
     try:
-        meta, crc = await _ranged(client, job, limits, key, item, fd)
+        meta, crc = await _ranged(client, job, limits, key, item, fd, done)
         expected = await _expected_crc(client, job, key, meta)
         if expected is not None and encoded(crc) != expected:
             raise ChecksumMismatch(
@@ -261,6 +263,8 @@ def _land(
     """Give the complete temporary file its owner and mode (`posix`), mtime and state, close
     it, and rename it into place (unless a directory is in the way)."""
     try:
+        with contextlib.suppress(OSError):
+            os.removexattr(fd, RANGES_XATTR)  # complete: nothing to resume
         if posix is not None:
             _set_posix(fd, posix)
         os.utime(fd, ns=(mtime, mtime))
@@ -281,32 +285,98 @@ def _write_all(fd: int, data: bytes, offset: int = 0) -> None:
         view, offset = view[written:], offset + written
 
 
-async def _ranged(client, job: Job, limits: TaskLimits, key: str, item: Item, fd: int):
+def _open_resumable(temporary: str, dfd: int, size: int) -> tuple[int, dict[int, list[int]]]:
+    """The temporary file of a large import, held (flock) for as long as it is open: the one a
+    killed run left under this name, with the ranges it wrote whose bytes still have their
+    recorded CRC64NVME (start → [position, crc]), or a new one. (-1, {}) when a live import
+    holds the name."""
+    import json
+
+    try:
+        fd = os.open(temporary, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
+    except FileNotFoundError:
+        fd = _create(temporary, TEMPORARY_FLAGS, dfd)
+        _record(fd, size, {})
+        return fd, {}
+    try:
+        hold(fd)
+    except BlockingIOError:
+        os.close(fd)
+        return -1, {}
+    try:
+        record = json.loads(os.getxattr(fd, RANGES_XATTR))
+        ranges = {int(k): v for k, v in record["ranges"].items()} if record["size"] == size else {}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        ranges = {}
+    verified = {}
+    for start, (position, crc) in ranges.items():
+        if start < position <= size and _crc_between(fd, start, position) == crc:
+            verified[start] = [position, crc]
+    _record(fd, size, verified)
+    return fd, verified
+
+
+def _crc_between(fd: int, start: int, end: int) -> int:
+    crc, offset = 0, start
+    while offset < end and (block := os.pread(fd, min(4 * CHUNK, end - offset), offset)):
+        crc, offset = crc64(block, crc), offset + len(block)
+    return crc
+
+
+def _record(fd: int, size: int, ranges: dict) -> None:
+    """What the temporary file holds, in its extended attribute (none where the file system
+    has no user attributes: then a killed import starts over)."""
+    import json
+
+    with contextlib.suppress(OSError):
+        os.setxattr(fd, RANGES_XATTR, json.dumps({"size": size, "ranges": ranges}).encode())
+
+
+async def _ranged(client, job: Job, limits: TaskLimits, key: str, item: Item, fd: int, done=None):
     """Read a large object as a few long byte ranges at once (like rclone's multi-thread
     streams), each streamed to its place in the file in CHUNK pieces; a range that breaks off is
-    resumed where it stopped. The Meta of the first range."""
+    resumed where it stopped, and so is one a killed run wrote part of (`done`: start →
+    [position, crc], verified). The Meta of the first range, and the CRC64NVME of the whole."""
     size = item.size
     await off_loop(os.ftruncate, fd, size)
     async with limits.large_object(STREAMS) as streams:
-        return await _ranges(client, job, limits, key, item, fd, streams)
+        return await _ranges(client, job, limits, key, item, fd, streams, done or {})
 
 
-async def _ranges(client, job: Job, limits: TaskLimits, key: str, item: Item, fd: int, streams):
+async def _ranges(
+    client, job: Job, limits: TaskLimits, key: str, item: Item, fd: int, streams, done
+):
     size = item.size
     span = max(PART_SIZE, math.ceil(size / streams))
     first: list = []
     crcs: dict[int, tuple[int, int]] = {}  # each range's CRC64NVME and length, by its start
+    written = dict(done)  # what the temporary file holds, as recorded
+
+    def remember(start: int, position: int, crc: int) -> None:
+        written[start] = [position, crc]
+        _record(fd, size, written)
 
     async def fetch(start: int, end: int) -> None:
         position, crc = start, 0
+        if start in done and done[start][0] <= end + 1:
+            position, crc = done[start]  # written by a killed run, and verified
+            limits.count(0, position - start)
 
         async def rest() -> None:  # from where the last try broke off
             nonlocal position, crc
+            if position > end:  # all written by a killed run: only its metadata is needed
+                if start == 0 and not first:
+                    first.append(await client.data.head(key))
+                return
             async with client.data.open_range(key, position, end, item.etag, CHUNK) as opened:
                 meta, chunks = opened
                 if start == 0 and not first:
                     first.append(meta)
-                position, crc = await _stream(chunks, fd, position, limits, crc)
+
+                def progress(at: int, crc_so_far: int) -> None:
+                    remember(start, at, crc_so_far)
+
+                position, crc = await _stream(chunks, fd, position, limits, crc, progress)
             if position <= end:
                 raise asyncio.IncompleteReadError(b"", end - position + 1)
 
@@ -324,18 +394,23 @@ async def _ranges(client, job: Job, limits: TaskLimits, key: str, item: Item, fd
 
 
 async def _stream(
-    chunks, fd: int, position: int, limits: TaskLimits, crc: int = 0
+    chunks, fd: int, position: int, limits: TaskLimits, crc: int = 0, progress=None
 ) -> tuple[int, int]:
     """Write a range's chunks into the file from `position`; return the position after them
-    and the CRC64NVME of the range so far (`crc` continued: as it is written)."""
+    and the CRC64NVME of the range so far (`crc` continued: as it is written). `progress`
+    (position, crc) is told after every write."""
     buffer = bytearray()
     async for chunk in chunks:
         buffer += chunk
         if len(buffer) >= CHUNK:
             position, crc = await _flush(buffer, fd, position, limits, crc)
             buffer = bytearray()
+            if progress is not None:
+                progress(position, crc)
     if buffer:
         position, crc = await _flush(buffer, fd, position, limits, crc)
+        if progress is not None:
+            progress(position, crc)
     return position, crc
 
 

@@ -80,12 +80,15 @@ def list_directory(
     clean_temporaries: bool = False,
     spans=None,
     unknown_subtrees: bool = False,
+    resumables: list[str] | None = None,
 ) -> list[Entry]:
     """Every entry below `directory.root` (or in its `spans`, `tasks.ranges`), depth first,
     links not followed, sorted by path. ferry's own temporary files are never listed; with
     `clean_temporaries` (an import's destination), those that no live import holds are removed.
     With `unknown_subtrees`, a shallow span's subdirectories that are not spans of their own
-    (found only on this side) are listed whole with it (a mirror's destination)."""
+    (found only on this side) are listed whole with it (a mirror's destination). With
+    `resumables` (a list), the temporaries a rerun may resume are kept, their paths added to it:
+    the caller removes those it does not resume."""
     root = directory.root
     if not os.path.lexists(root):
         if must_exist:
@@ -96,13 +99,19 @@ def list_directory(
         raise error("not a directory", where=root)
     entries: list[Entry] = []
     for span in spans or [None]:
-        _list_span(root, span, entries, read_state, clean_temporaries, unknown_subtrees)
+        _list_span(root, span, entries, read_state, clean_temporaries, unknown_subtrees, resumables)
     entries.sort(key=lambda e: e.path)
     return entries
 
 
 def _list_span(
-    root: str, span, entries: list[Entry], read_state: bool, clean: bool, unknown: bool = False
+    root: str,
+    span,
+    entries: list[Entry],
+    read_state: bool,
+    clean: bool,
+    unknown: bool = False,
+    resumables: list[str] | None = None,
 ) -> None:
     """The entries of one span (None: the whole tree) appended to `entries`."""
     deep = span is None or span.deep
@@ -136,7 +145,10 @@ def _list_span(
             name = child.name
             if is_temporary(name):  # ferry's own: never part of the tree
                 if clean:
-                    remove_if_abandoned(child.path)
+                    keep = resumables is not None
+                    removed = remove_if_abandoned(child.path, keep_resumable=keep)
+                    if keep and not removed and is_resumable(child.path):
+                        resumables.append(child.path)
                 continue
             relative = f"{relative_dir}/{name}" if relative_dir else name
             try:
@@ -229,9 +241,32 @@ def hold(fd: int) -> None:
     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 
-def remove_if_abandoned(path: str) -> bool:
+#: Extended attribute of a large import's temporary file: the byte ranges written so far, with
+#: their CRC64NVME, so that a run killed mid-file is resumed by the next (tasks.download).
+RANGES_XATTR = "user.ferry.ranges"
+
+
+def resumable_name(name: str, etag: str) -> str:
+    """The temporary name of a large import of object version `etag` to the file `name`: the
+    same in every run, so a rerun finds what a killed one wrote."""
+    import hashlib
+
+    digest = hashlib.sha1(f"{name}\0{etag}".encode("utf-8", "surrogateescape")).hexdigest()
+    return f"{TEMPORARY_PREFIX}{digest[:32]}{TEMPORARY_SUFFIX}"
+
+
+def is_resumable(path: str) -> bool:
+    try:
+        os.getxattr(path, RANGES_XATTR, follow_symlinks=False)
+    except OSError:
+        return False
+    return True
+
+
+def remove_if_abandoned(path: str, *, keep_resumable: bool = False) -> bool:
     """Remove a temporary file of ferry's own that no live process holds (left by a killed
-    import). Never follows a link; a file someone holds, or a young one, stays."""
+    import). Never follows a link; a file someone holds, or a young one, stays; with
+    `keep_resumable`, so does one a rerun may resume (its ranges recorded)."""
     import fcntl
     import time
 
@@ -247,6 +282,8 @@ def remove_if_abandoned(path: str) -> bool:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             return False  # a live import is writing it
+        if keep_resumable and is_resumable(path):
+            return False
         os.unlink(path)
         return True
     except OSError:

@@ -70,6 +70,7 @@ def list_sides(job: Job, rng: Range, requests: Counter) -> tuple[list[Entry], li
             source = without_reports(source, directory, job.options.report_dir)
             return source, listed_bucket.result()
         listed_bucket = other_side.submit(list_bucket, bucket, spans, False, requests)
+        resumables: list[str] = []
         there = list_directory(
             directory,
             must_exist=False,
@@ -77,9 +78,32 @@ def list_sides(job: Job, rng: Range, requests: Counter) -> tuple[list[Entry], li
             clean_temporaries=True,
             spans=spans,
             unknown_subtrees=mirror,
+            resumables=resumables,
         )
         there = without_reports(there, directory, job.options.report_dir)
-        return listed_bucket.result(), there
+        source = listed_bucket.result()
+        _clean_resumables(directory.root, resumables, source)
+        return source, there
+
+
+def _clean_resumables(root: str, found: list[str], source: list[Entry]) -> None:
+    """Remove the resumable temporaries of a killed import that this run will not resume: those
+    of an object that changed (another ETag) or is gone."""
+    if not found:
+        return
+    import os
+
+    from tasks.listing import remove_if_abandoned, resumable_name
+
+    wanted = set()
+    for entry in source:
+        if entry.etag:
+            parent, _, name = entry.path.rpartition("/")
+            path = os.path.join(root, parent, resumable_name(name, entry.etag))
+            wanted.add(os.path.normpath(path))
+    for path in found:
+        if os.path.normpath(path) not in wanted:
+            remove_if_abandoned(path)
 
 
 def plan_range(

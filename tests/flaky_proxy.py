@@ -19,11 +19,15 @@ class FlakyProxy:
     """`failures[fragment] = n`: the first n requests whose path contains fragment get a 503
     (n < 0: every one). `seen[fragment]` counts the requests that matched."""
 
-    def __init__(self, upstream: str, failures: dict[str, int], on_request=None) -> None:
+    def __init__(
+        self, upstream: str, failures: dict[str, int], on_request=None, *, with_headers=False
+    ) -> None:
         """`on_request(method, path)`, if given, runs before each request is forwarded (to act
-        at a precise point of a client's sequence of requests)."""
+        at a precise point of a client's sequence of requests); with `with_headers`,
+        `on_request(method, path, headers)`."""
         self.upstream = urlsplit(upstream).netloc
         self.on_request = on_request
+        self.with_headers = with_headers
         self.failures = dict(failures)
         self.seen = dict.fromkeys(failures, 0)
         self.lock = threading.Lock()
@@ -47,7 +51,10 @@ class FlakyProxy:
                         self.wfile.write(UNAVAILABLE)
                     return
                 if proxy.on_request is not None:
-                    proxy.on_request(self.command, self.path)
+                    if proxy.with_headers:
+                        proxy.on_request(self.command, self.path, self.headers)
+                    else:
+                        proxy.on_request(self.command, self.path)
                 conn = http.client.HTTPConnection(proxy.upstream, timeout=60)
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
                 conn.request(self.command, self.path, body=body, headers=headers)

@@ -164,3 +164,64 @@ def test_a_killed_multipart_upload_resumes_from_its_stored_parts(
     assert sent == [5], sent  # 8 MiB sent again, not 40
     assert s3_client.get_object(Bucket=bucket, Key="r/ckpt.bin")["Body"].read() == data
     assert s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+def test_a_killed_large_import_resumes_from_the_bytes_in_its_temporary_file(
+    tmp_path, bucket, s3_client, s3_endpoint
+):
+    """kill -9 at 75 %: three of a 64 MiB object's four byte ranges are in the temporary file
+    (the fourth is held by a proxy until the kill). The rerun verifies the ranges written (their
+    CRC64NVME, recorded beside them) and reads only the fourth: 16 MiB of 64."""
+    import json
+    import threading
+
+    from flaky_proxy import FlakyProxy
+
+    data = os.urandom(64 * 2**20)
+    s3_client.put_object(Bucket=bucket, Key="in/big", Body=data)
+    dst, reports = tmp_path / "dst", str(tmp_path / "r")
+    release = threading.Event()
+    last = f"bytes={48 * 2**20}-"
+
+    def hold_the_last_range(method: str, path: str, headers) -> None:
+        if method == "GET" and (headers.get("Range") or "").startswith(last):
+            release.wait(timeout=600)
+            raise ConnectionAbortedError("the last range never arrives")
+
+    def written() -> int:
+        found = temporaries(dst)
+        if not found:
+            return 0
+        try:
+            record = json.loads(os.getxattr(found[0], "user.ferry.ranges"))
+        except (OSError, ValueError):
+            return 0
+        return sum(position - int(start) for start, (position, _) in record["ranges"].items())
+
+    with FlakyProxy(s3_endpoint, {}, on_request=hold_the_last_range, with_headers=True) as proxy:
+        proc = start_ferry(
+            "import", f"s3://{bucket}/in", str(dst), "--report-dir", reports,
+            "--source-option", f"endpoint_url={proxy.url}",
+        )  # fmt: skip
+        try:
+            wait_for(lambda: written() == 48 * 2**20, proc)
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+        finally:
+            release.set()
+    assert len(temporaries(dst)) == 1  # what kill -9 leaves: 48 MiB written
+    asked: list[str] = []
+
+    def count_ranges(method: str, path: str, headers) -> None:
+        if method == "GET" and "list-type" not in path:
+            asked.append(headers.get("Range") or "whole")
+
+    with FlakyProxy(s3_endpoint, {}, on_request=count_ranges, with_headers=True) as proxy:
+        result = import_data(
+            f"s3://{bucket}/in", str(dst), report_dir=reports,
+            source_options={"endpoint_url": proxy.url},
+        )  # fmt: skip
+    assert result.ok and result.counts["ok"] == 1
+    assert asked == [f"bytes={48 * 2**20}-{64 * 2**20 - 1}"], asked  # 16 MiB read again
+    assert (dst / "big").read_bytes() == data
+    assert temporaries(dst) == []
