@@ -21,7 +21,7 @@ from tasks.errors import ChecksumMismatch
 from tasks.job import Job
 from tasks.limits import TaskLimits
 from tasks.listing import RANGES_XATTR, STATE_XATTR, hold, resumable_name, temporary_name
-from tasks.metadata import link_target, restored_mtime, restored_posix
+from tasks.metadata import link_target, restored_mtime, restored_posix, restored_xattrs
 from tasks.outcome import Outcome
 from tasks.plan import Item
 from tasks.retry import retrying
@@ -126,16 +126,21 @@ async def _expected_crc(client, job: Job, key: str, meta) -> str | None:
     return head.get("ChecksumCRC64NVME")
 
 
-def _posix(job: Job, metadata) -> tuple[int | None, int | None, int | None]:
-    """The mode, owner and group to give a file, from its object (FSx's and DataSync's keys)."""
-    return restored_posix(metadata) if job.options.restore_posix else (None, None, None)
+def _posix(job: Job, metadata) -> tuple:
+    """The mode, owner and group to give a file, from its object (FSx's and DataSync's keys),
+    and with the xattrs option its user extended attributes."""
+    found = restored_posix(metadata) if job.options.restore_posix else (None, None, None)
+    return (*found, restored_xattrs(metadata) if job.options.xattrs else {})
 
 
-def _set_posix(fd: int, posix: tuple[int | None, int | None, int | None]) -> None:
-    """Owner and group first (a chown clears set-id bits), then the mode. The owner is changed
-    only where this process may (root, or a group it belongs to); else the file keeps the
-    importing user's, as `cp -p` without privileges does."""
-    mode, uid, gid = posix
+def _set_posix(fd: int, posix: tuple) -> None:
+    """User extended attributes; owner and group (a chown clears set-id bits), then the mode.
+    The owner is changed only where this process may (root, or a group it belongs to); else the
+    file keeps the importing user's, as `cp -p` without privileges does."""
+    mode, uid, gid, xattrs = posix
+    for name, value in xattrs.items():
+        with contextlib.suppress(OSError):  # a file system without user attributes
+            os.setxattr(fd, name, value)
     if uid is not None or gid is not None:
         try:
             os.fchown(fd, -1 if uid is None else uid, -1 if gid is None else gid)

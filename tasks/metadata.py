@@ -26,9 +26,49 @@ FSX_MTIME_KEY = "file-mtime"
 LINK_KEY = "ferry-link-target"
 
 
-def file_metadata(st: os.stat_result, link_target: str | None = None) -> dict[str, str]:
+#: A user extended attribute `user.NAME` is kept under `ferry-xattr-<NAME as hex>` (metadata
+#: keys are case-insensitive ASCII), its value base64.
+XATTR_PREFIX = "ferry-xattr-"
+
+
+def user_xattrs(fd: int) -> dict[str, bytes]:
+    """The `user.*` extended attributes of an open file (ferry's own `user.ferry.*` aside)."""
+    found = {}
+    try:
+        names = os.listxattr(fd)
+    except OSError:
+        return {}
+    for name in names:
+        if name.startswith("user.") and not name.startswith("user.ferry."):
+            try:
+                found[name] = os.getxattr(fd, name)
+            except OSError:
+                continue
+    return found
+
+
+def restored_xattrs(metadata: dict[str, str] | None) -> dict[str, bytes]:
+    """The `user.*` extended attributes an object's metadata carries."""
+    import base64
+    import binascii
+
+    found = {}
+    for key, value in (metadata or {}).items():
+        if key.lower().startswith(XATTR_PREFIX):
+            try:
+                name = bytes.fromhex(key[len(XATTR_PREFIX) :]).decode()
+                found[name] = base64.b64decode(value, validate=True)
+            except (ValueError, binascii.Error, UnicodeDecodeError):
+                continue
+    return {n: v for n, v in found.items() if n.startswith("user.")}
+
+
+def file_metadata(
+    st: os.stat_result, link_target: str | None = None, xattrs: dict[str, bytes] | None = None
+) -> dict[str, str]:
     """Everything export writes about a file besides its bytes: its mtime (ferry's and rclone's
-    keys), its POSIX mode, owner and group (FSx's and DataSync's keys), a link's target."""
+    keys), its POSIX mode, owner and group (FSx's and DataSync's keys), a link's target, and
+    with `xattrs` its user extended attributes."""
     meta = mtime_metadata(st.st_mtime_ns)
     meta |= {
         PERMISSIONS_KEY: f"{st.st_mode:07o}",
@@ -38,6 +78,11 @@ def file_metadata(st: os.stat_result, link_target: str | None = None) -> dict[st
     }
     if link_target is not None:
         meta[LINK_KEY] = quote(link_target, safe="/._-~+=@,:")
+    if xattrs:
+        import base64
+
+        for name, value in xattrs.items():
+            meta[XATTR_PREFIX + name.encode().hex()] = base64.b64encode(value).decode()
     return meta
 
 

@@ -487,6 +487,15 @@ class Options(BaseModel):
     ] = 16 * 2**20
     allow_empty: Annotated[AllowEmpty, For("import")] = False
     restore_posix: Annotated[RestorePosix, For("import", "stream-import")] = True
+    xattrs: Annotated[
+        bool,
+        Field(
+            description="Carry user extended attributes (user.*): export keeps them in object "
+            "metadata (ferry-xattr-*), import sets them on the file. S3 allows 2 KB of metadata "
+            "in all."
+        ),
+        For(*TRANSFERS, "stream-export", "stream-import"),
+    ] = False
     recreate_links: Annotated[RecreateLinks, For("import", "stream-import")] = False
     check_only: Annotated[CheckOnly, For("convert")] = False
     check_tags: Annotated[

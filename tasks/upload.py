@@ -24,7 +24,7 @@ from tasks.errors import FileChanged, PartDamaged
 from tasks.job import Job
 from tasks.limits import TaskLimits
 from tasks.listing import strip_etag
-from tasks.metadata import file_metadata
+from tasks.metadata import file_metadata, user_xattrs
 from tasks.outcome import Outcome
 from tasks.plan import Item
 from tasks.retry import retrying
@@ -46,6 +46,7 @@ async def export_item(client, job: Job, limits: TaskLimits, item: Item) -> Outco
             item.path,
             path,
             job.options.multipart_threshold,
+            job.options.xattrs,
             discard=_Found.close,
         )
     except FileNotFoundError:
@@ -68,7 +69,7 @@ async def export_item(client, job: Job, limits: TaskLimits, item: Item) -> Outco
     try:
         if job.bucket.scheme != "s3":
             return await _upload_streamed(client, job, limits, key, path, found.fd)
-        return await _upload_multipart(client, job, limits, key, path, found.fd)
+        return await _upload_multipart(client, job, limits, key, path, found.fd, found.xattrs)
     finally:
         os.close(found.fd)
 
@@ -83,13 +84,16 @@ class _Found:
     data: bytes | None = None
     digest: bytes | None = None
     fd: int | None = None
+    xattrs: dict[str, bytes] | None = None  # with the xattrs option: its user.* attributes
 
     def close(self) -> None:
         if self.fd is not None:
             os.close(self.fd)
 
 
-def _look(root: str, relative: str, path: str, multipart_threshold: int) -> _Found:
+def _look(
+    root: str, relative: str, path: str, multipart_threshold: int, xattrs: bool = False
+) -> _Found:
     """Everything an export needs from the file system for one entry, in one trip off the event
     loop, every component reached without following a link."""
     parent, _, name = relative.rpartition("/")
@@ -105,11 +109,12 @@ def _look(root: str, relative: str, path: str, multipart_threshold: int) -> _Fou
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             os.close(fd)
             return _Found(st)  # neither data nor descriptor: no longer a regular file
+        attributes = user_xattrs(fd) if xattrs else None
         if st.st_size >= multipart_threshold:
-            return _Found(st, fd=fd)
+            return _Found(st, fd=fd, xattrs=attributes)
         data, after, digest = _read_all(path, fd)
         os.close(fd)
-        return _Found(after, data=data, digest=digest)
+        return _Found(after, data=data, digest=digest, xattrs=attributes)
     except BaseException:
         with contextlib.suppress(OSError):
             os.close(fd)
@@ -130,10 +135,11 @@ async def _put(
     *,
     target: str | None = None,
     crc: str | None = None,
+    xattrs: dict[str, bytes] | None = None,
 ) -> str | None:
     """One PUT (through the endpoint's engine, `tasks.engine`); the object's ETag. `crc`: the
     body's CRC64NVME, kept in the object's metadata."""
-    metadata = file_metadata(st, target)
+    metadata = file_metadata(st, target, xattrs)
     if crc is not None:
         metadata[CRC_KEY] = crc
     return await client.data.put(key, body, metadata, digest or hashlib.md5(body).digest())
@@ -158,7 +164,7 @@ async def _upload_small(client, job: Job, limits: TaskLimits, key: str, found: _
     data, st, digest = found.data, found.st, found.digest
     await limits.bandwidth.acquire(len(data))
     crc = await off_loop(crc64, data)  # releases the GIL: the bytes are read once
-    etag = await _put(client, job, key, data, st, digest, crc=encoded(crc))
+    etag = await _put(client, job, key, data, st, digest, crc=encoded(crc), xattrs=found.xattrs)
     limits.count(0, len(data))
     return Outcome(
         "ok", bytes=len(data), checksum=etag, mtime_ns=st.st_mtime_ns, size=len(data), action="copy"
@@ -166,7 +172,7 @@ async def _upload_small(client, job: Job, limits: TaskLimits, key: str, found: _
 
 
 async def _upload_multipart(
-    client, job: Job, limits: TaskLimits, key: str, path: str, fd: int
+    client, job: Job, limits: TaskLimits, key: str, path: str, fd: int, xattrs=None
 ) -> Outcome:
     """Parts read from `fd` (owned by the caller)."""
     bucket = job.bucket.bucket
@@ -180,7 +186,7 @@ async def _upload_multipart(
             started = await client.create_multipart_upload(
                 Bucket=bucket,
                 Key=key,
-                Metadata=file_metadata(before),
+                Metadata=file_metadata(before, xattrs=xattrs),
                 # Each part carries its CRC64NVME, which the store checks on arrival, and the
                 # upload the whole file's (combined from the parts'), which it checks on complete.
                 ChecksumAlgorithm="CRC64NVME",

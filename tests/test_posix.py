@@ -130,3 +130,24 @@ def test_without_the_right_to_chown_the_mode_is_restored_and_the_owner_is_the_im
     assert stat.S_IMODE(private.st_mode) == 0o640
     assert private.st_mtime_ns == T
     shutil.rmtree(place)
+
+
+def test_user_extended_attributes_travel_when_asked(tmp_path, s3_client, bucket, reports):
+    src = tmp_path / "src"
+    write_file(str(src / "small"), b"s" * 10, T)
+    write_file(str(src / "large"), os.urandom(6 * 2**20), T)  # a multipart upload
+    for name in ("small", "large"):
+        os.setxattr(src / name, "user.comment", "ünïcode ok".encode())
+        os.setxattr(src / name, "user.Mixed.Case", b"\x00\xff binary")
+    export_data(
+        str(src), f"s3://{bucket}/x", xattrs=True, multipart_threshold="5MiB", report_dir=reports
+    )
+    meta = s3_client.head_object(Bucket=bucket, Key="x/small")["Metadata"]
+    assert any(k.startswith("ferry-xattr-") for k in meta)
+    back, plain = tmp_path / "back", tmp_path / "plain"
+    import_data(f"s3://{bucket}/x", str(back), xattrs=True, report_dir=reports)
+    for name in ("small", "large"):
+        assert os.getxattr(back / name, "user.comment") == "ünïcode ok".encode()
+        assert os.getxattr(back / name, "user.Mixed.Case") == b"\x00\xff binary"
+    import_data(f"s3://{bucket}/x", str(plain), report_dir=reports)  # not asked: not set
+    assert "user.comment" not in os.listxattr(plain / "small")
