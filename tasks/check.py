@@ -101,26 +101,22 @@ async def _settle(client, job: Job, item: Item, dirs: SafeDirectories) -> Item:
     head = await client.data.head(key)
     stored, _ = restored_mtime(head.metadata, head.last_modified_ns)
     etag = head.etag
+    same = None  # overwrite="checksum": the contents decide, where both sides have a CRC
     if job.options.overwrite == "checksum":
         same = await _same_contents(client, job, key, item, head, dirs)
-        if same is not None:  # both sides have a checksum: it decides
-            if not same:
-                return replace(item, action=Action.COPY)
-            return replace(
-                item,
-                action=Action.SKIP,
-                reason=UNCHANGED,
-                reason_code=ReasonCode.UNCHANGED,
-                etag=etag,
-                mtime_ns=stored if job.direction == "import" else item.mtime_ns,
-            )
-    if job.direction == "import":
-        size, mtime = head.size, stored
-        found_size, found_mtime = found.st_size, found.st_mtime_ns
-    else:
-        size, mtime = item.size, item.mtime_ns
-        found_size, found_mtime = head.size, stored
-    if difference(size=size, mtime_ns=mtime, found_size=found_size, found_mtime_ns=found_mtime):
+        if same and job.direction == "import":
+            stored = found.st_mtime_ns  # the same bytes, kept with the file's own mtime
+    if same is None:  # size and mtime decide
+        if job.direction == "import":
+            size, mtime = head.size, stored
+            found_size, found_mtime = found.st_size, found.st_mtime_ns
+        else:
+            size, mtime = item.size, item.mtime_ns
+            found_size, found_mtime = head.size, stored
+        same = not difference(
+            size=size, mtime_ns=mtime, found_size=found_size, found_mtime_ns=found_mtime
+        )
+    if not same:
         return replace(item, action=Action.COPY)
     if job.direction == "import" and not job.options.dry_run:
         await off_loop(_remember, dirs, parent, name, etag, found.st_mtime_ns)

@@ -142,3 +142,17 @@ def test_verify_checksum_uses_the_crc64nvme_where_the_etag_is_not_an_md5(
         r["mtime"] = int(r["mtime"].value)
     checked = verify_copied(job, rows)["odd"]
     assert not checked.verified and "CRC64NVME" in checked.reason
+
+
+def test_an_import_by_checksum_keeps_a_file_whose_bytes_match_whatever_its_mtime(
+    tmp_path, s3_client, bucket, reports
+):
+    s3_client.put_object(
+        Bucket=bucket, Key="k/f", Body=b"same", Metadata={CRC_KEY: encoded(crc64(b"same"))}
+    )
+    dst = tmp_path / "dst"
+    write_file(str(dst / "f"), b"same", T)  # the same bytes, another mtime, no import state
+    result = import_data(f"s3://{bucket}/k", str(dst), overwrite="checksum", report_dir=reports)
+    row = manifest_rows(result)["f"]
+    assert (row["status"], row["reason_code"], row["verified"]) == ("skipped", "unchanged", True)
+    assert os.stat(dst / "f").st_mtime_ns == T
