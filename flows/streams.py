@@ -66,10 +66,16 @@ def _stream_task(settings, job: str, options: Options):
             settings.directory,
             settings.bucket_url,
             destination_options=settings.storage_options(),
+            watch_mode=options.watch_mode,
+            scan_seconds=options.scan_seconds,
             **common,
         )
     return stream_import.fn(
-        settings.bucket_url, settings.directory, source_options=settings.storage_options(), **common
+        settings.bucket_url,
+        settings.directory,
+        source_options=settings.storage_options(),
+        events_queue=options.events_queue,
+        **common,
     )
 
 

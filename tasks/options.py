@@ -490,7 +490,8 @@ class Options(BaseModel):
     xattrs: Annotated[
         bool,
         Field(
-            description="Carry user extended attributes (user.*): export keeps them in object "
+            description="Carry user extended attributes (those named user.NAME): export keeps them "
+            "in object "
             "metadata (ferry-xattr-*), import sets them on the file. S3 allows 2 KB of metadata "
             "in all."
         ),
@@ -510,12 +511,12 @@ class Options(BaseModel):
     settle_seconds: Annotated[SettleSeconds, For("stream-export")] = 0.5
     batch_seconds: Annotated[BatchSeconds, For("stream-export")] = 0.5
     watch: Annotated[WatchFiles, For("stream-export")] = True
-    watch_mode: Annotated[WatchMode, For("stream-export")] = "auto"
-    scan_seconds: Annotated[ScanSeconds, For("stream-export")] = 5.0
+    watch_mode: Annotated[WatchMode, For("stream-export", "stream-task")] = "auto"
+    scan_seconds: Annotated[ScanSeconds, For("stream-export", "stream-task")] = 5.0
     interval_seconds: Annotated[IntervalSeconds, For("stream-import")] = 5.0
-    events_queue: Annotated[EventsQueue, For("stream-import"), Cli("--events-queue", "SQS_URL")] = (
-        None
-    )
+    events_queue: Annotated[
+        EventsQueue, For("stream-import", "stream-task"), Cli("--events-queue", "SQS_URL")
+    ] = None
     max_runtime: Annotated[
         MaxRuntime, For(*STREAMS, "stream-task"), Cli("--max-runtime", "SECONDS")
     ] = None

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 
+import pytest
 from conftest import manifest_rows, run_result, write_file
 
 from flows import export_data, import_data
@@ -156,3 +157,17 @@ def test_an_import_by_checksum_keeps_a_file_whose_bytes_match_whatever_its_mtime
     row = manifest_rows(result)["f"]
     assert (row["status"], row["reason_code"], row["verified"]) == ("skipped", "unchanged", True)
     assert os.stat(dst / "f").st_mtime_ns == T
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_the_command_line_decides_by_checksum(tmp_path, s3_client, bucket, capsys):
+    from flows.cli import main
+
+    src = tmp_path / "src"
+    write_file(str(src / "f"), b"one", T)
+    command = ["export", str(src), f"s3://{bucket}/cli", "--report-dir", str(tmp_path / "r")]
+    assert main(command) == 0
+    write_file(str(src / "f"), b"two", T)  # same size, same mtime: only the contents differ
+    assert main([*command, "--overwrite", "checksum"]) == 0
+    assert "1 ok · 0 skipped" in capsys.readouterr().out
+    assert s3_client.get_object(Bucket=bucket, Key="cli/f")["Body"].read() == b"two"

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import stat
 
+import pytest
 from conftest import write_file
 
 from flows import export_data, import_data
@@ -151,3 +152,19 @@ def test_user_extended_attributes_travel_when_asked(tmp_path, s3_client, bucket,
         assert os.getxattr(back / name, "user.Mixed.Case") == b"\x00\xff binary"
     import_data(f"s3://{bucket}/x", str(plain), report_dir=reports)  # not asked: not set
     assert "user.comment" not in os.listxattr(plain / "small")
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_the_command_line_recreates_links_and_carries_xattrs(tmp_path, s3_client, bucket):
+    from flows.cli import main
+
+    src = tmp_path / "src"
+    _tree(src)
+    os.setxattr(src / "a" / "tool", "user.origin", b"cli")
+    reports = ["--report-dir", str(tmp_path / "r")]
+    assert main(["export", str(src), f"s3://{bucket}/cli", "--xattrs", *reports]) == 0
+    back = tmp_path / "back"
+    command = ["import", f"s3://{bucket}/cli", str(back), "--recreate-links", "--xattrs"]
+    assert main([*command, *reports]) == 0
+    assert os.readlink(back / "link") == "a/tool"
+    assert os.getxattr(back / "a" / "tool", "user.origin") == b"cli"

@@ -512,3 +512,18 @@ def test_the_listing_reconciles_what_the_events_missed(tmp_path, bucket, s3_clie
         stream_import(f"s3://{bucket}/rc", str(dst), events_queue="queue-please")
     with pytest.raises(UsageError, match="cannot read the events queue"):
         stream_import(f"s3://{bucket}/rc", str(dst), events_queue=url + "-missing")
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "said"),
+    [
+        ("--watch-mode", "sometimes", "invalid choice: 'sometimes'"),
+        ("--scan-seconds", "0", "--scan-seconds"),
+        ("--events-queue", "", "--events-queue"),
+    ],
+)
+def test_the_stream_flags_are_checked_before_anything_runs(flag, value, said, capsys):
+    from flows.cli import main
+
+    assert main(["stream", "run", "no-such-stream", "stream-export", flag, value]) == 2
+    assert said in capsys.readouterr().err
