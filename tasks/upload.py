@@ -352,16 +352,6 @@ async def _abort(client, bucket: str, key: str, upload_id: str) -> None:
         await client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
 
 
-async def abort_abandoned_uploads(client, bucket: str, prefix: str, keys: set[str], before) -> int:
-    """Abort the multipart uploads left under `prefix` by an export that was killed: those to a
-    key this export writes, started before it began (`before`, an aware datetime). Another
-    writer's upload to a key this export does not write is left alone. Best effort: a store or
-    credentials that do not allow listing uploads leave them to the bucket's lifecycle rules.
-    Returns how many."""
-    found = await abandoned_uploads(client, bucket, prefix, before)
-    return await abort_uploads(client, bucket, {k: v for k, v in found.items() if k in keys})
-
-
 async def abandoned_uploads(client, bucket: str, prefix: str, before) -> dict[str, list[str]]:
     """The multipart uploads under `prefix` started before `before`: key → upload ids (none
     when the store or the credentials do not allow listing them)."""
