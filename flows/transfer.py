@@ -25,22 +25,24 @@ from flows.options import Options, takes_options
 from flows.result import TaskResult, ends_truthfully, state_message
 from flows.workers import Growing, check_dask
 from tasks.apply import CANCELLED_BEFORE, PartitionResult, skipped_partition
+from tasks.check import with_settled
+from tasks.delete import delete_limit
 from tasks.endpoints import Directory, transfer_endpoints
 from tasks.errors import DestinationUnusable
 from tasks.job import Job
 from tasks.listing import Filter
 from tasks.manifest import ReportDir, check_report_dir, now
 from tasks.options import with_export_settings
-from tasks.outcome import partition_failed_row
+from tasks.outcome import decided_row, partition_failed_row
 from tasks.partition import Partition, partition
 from tasks.plan import Item
 from tasks.planner import numbered
 from tasks.preflight import check_bucket, check_directory
 from tasks.ranges import Range, bucket_levels, directory_levels, expand, group
-from tasks.rows import Action
+from tasks.rows import Action, ReasonCode, Status
 from tasks.run import RunState
 from tasks.runlog import run_logger
-from tasks.steps import apply_step, check_step, plan_step, report_step, verify_step
+from tasks.steps import apply_step, check_step, delete_step, plan_step, report_step, verify_step
 from tasks.upload import abandoned_uploads, abort_uploads
 
 
@@ -82,7 +84,7 @@ def run_transfer(direction: str, source: str, destination: str, options: Options
         # elsewhere, the store's own rules. Uploads older than the limit go, whatever their key;
         # the others are resumed by their file's copy or aborted by its range
         limit = now() - timedelta(hours=options.abandoned_upload_hours)
-        stale = bucket.run(abandoned_uploads, bucket.bucket, bucket.prefix, limit)
+        stale, uploads = bucket.run(abandoned_uploads, bucket.bucket, bucket.prefix, limit)
         if stale:
             gone = bucket.run(abort_uploads, bucket.bucket, stale)
             run_logger().info(
@@ -90,7 +92,6 @@ def run_transfer(direction: str, source: str, destination: str, options: Options
                 gone,
                 options.abandoned_upload_hours,
             )
-        uploads = bucket.run(abandoned_uploads, bucket.bucket, bucket.prefix, now())
     if direction == "import" and not options.dry_run:
         make_root(directory)
     cutting: Counter = Counter()  # the LISTs that cut a bucket into ranges
@@ -152,7 +153,7 @@ def settle_checks(job: Job, items: list[Item], run: RunState) -> list[Item]:
         unchanged,
         len(settled) - unchanged,
     )
-    return [settled.get(i.path, i) if i.action == Action.CHECK else i for i in items]
+    return with_settled(items, settled)
 
 
 #: Ranges of the tree per process that plans them (a range's cost is unknown until it is listed:
@@ -204,10 +205,11 @@ def _pipeline(job: Job, spans, report: ReportDir, run: RunState, uploads) -> Cou
 
         while True:
             processes = placed.current.processes
-            stopping = run.cancelled.is_set() or failure is not None
+            if failure is not None:
+                waiting.clear()  # the task fails with it, without a manifest: nothing more starts
             while waiting and running(Partition) < processes * AHEAD_PER_PROCESS + 2:
                 part = waiting.popleft()
-                if stopping:  # never started: its rows say so, without a task run
+                if run.cancelled.is_set():  # never started: its rows say so, without a task run
                     done = skipped_partition(job, part, report, CANCELLED_BEFORE)
                     run.limits.count(len(part), 0)
                     runview.log_partition(part.index, partitions, done, 0.0)
@@ -287,11 +289,6 @@ def _mirror(job: Job, extras, destination_entries: int, copy_failures: int, firs
     """delete_extra, once everything is copied: delete what the destination holds and the
     source does not, unless the task was cancelled, an entry failed to copy, it is a dry run, or
     there are more than max_delete; then each is a skipped row saying why, and the log too."""
-    from tasks.delete import delete_limit
-    from tasks.outcome import decided_row
-    from tasks.rows import ReasonCode, Status
-    from tasks.steps import delete_step
-
     if not extras:
         run_logger().info("delete_extra: the destination holds nothing the source does not")
         return
@@ -320,12 +317,11 @@ def _mirror(job: Job, extras, destination_entries: int, copy_failures: int, firs
         report.write_part("delete-skipped", rows)
         return
     log.info("delete_extra: deleting %d entries the source does not hold", len(extras))
-    extras.sort(
-        key=lambda i: (i.kind == "dir", -i.path.count("/"))
-    )  # directories last, deepest first
+    # in order, directories last and the deepest first: each is empty by its turn (unless it
+    # holds entries the task keeps)
+    extras.sort(key=lambda i: (i.kind == "dir", -i.path.count("/")))
     parts = partition(extras, max_files=options.partition_files, max_bytes=sys.maxsize)
     for part in parts:
-        # in order: a directory goes only after the files below it
         done = delete_step(job, part.renumbered(first + part.index), report)
         run.limits.count(len(part), 0)
         runview.log_partition(first + part.index, first + len(parts), done, 0.0)

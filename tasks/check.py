@@ -48,6 +48,11 @@ async def check_items(client, job: Job, items: Sequence[Item], run: RunState) ->
     return list(await asyncio.gather(*(one(i) for i in items)))
 
 
+def with_settled(items: Sequence[Item], settled: dict[str, Item]) -> list[Item]:
+    """The plan with its `check` items replaced by what the check step settled (by path)."""
+    return [settled.get(i.path, i) if i.action == Action.CHECK else i for i in items]
+
+
 async def _same_contents(client, job: Job, key: str, item: Item, head, dirs) -> bool | None:
     """overwrite="checksum": whether the object's CRC64NVME is the local file's (read here:
     nothing is downloaded); None when the object has none."""

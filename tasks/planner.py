@@ -13,7 +13,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from tasks.check import check_items
+from tasks.check import check_items, with_settled
 from tasks.estimate import copy_requests
 from tasks.job import Job
 from tasks.listing import Entry, Filter, list_bucket, list_directory, without_reports
@@ -170,7 +170,7 @@ def _plan(job: Job, rng: Range, report: ReportDir, run: RunState, uploads, liste
     if checking:
         settled = {i.path: i for i in bucket.run(check_items, job, checking, run)}
         unchanged = sum(i.action == Action.SKIP for i in settled.values())
-        items = [settled.get(i.path, i) if i.action == Action.CHECK else i for i in items]
+        items = with_settled(items, settled)
 
     work: list[Item] = [i for i in items if i.action in APPLY_ACTIONS]
     stamp = now()

@@ -352,19 +352,23 @@ async def _abort(client, bucket: str, key: str, upload_id: str) -> None:
         await client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
 
 
-async def abandoned_uploads(client, bucket: str, prefix: str, before) -> dict[str, list[str]]:
-    """The multipart uploads under `prefix` started before `before`: key → upload ids (none
-    when the store or the credentials do not allow listing them)."""
-    found: dict[str, list[str]] = {}
+async def abandoned_uploads(
+    client, bucket: str, prefix: str, older_than
+) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """The multipart uploads under `prefix`, in one listing: those started before `older_than`
+    (an aware datetime), and the others, each as key → upload ids (none when the store or the
+    credentials do not allow listing them)."""
+    old: dict[str, list[str]] = {}
+    young: dict[str, list[str]] = {}
     paginator = client.get_paginator("list_multipart_uploads")
     try:
         async for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
             for upload in page.get("Uploads", []):
-                if upload["Initiated"] < before:
-                    found.setdefault(upload["Key"], []).append(upload["UploadId"])
+                side = old if upload["Initiated"] < older_than else young
+                side.setdefault(upload["Key"], []).append(upload["UploadId"])
     except Exception:  # noqa: BLE001 - best effort: credentials may not allow listing uploads
-        return {}
-    return found
+        return {}, {}
+    return old, young
 
 
 async def abort_uploads(client, bucket: str, uploads: dict[str, list[str]]) -> int:
