@@ -351,10 +351,10 @@ def test_ctrl_c_cancels_the_export_prints_its_summary_and_exits_3(
     src = tmp_path / "src"
     src.mkdir()
     for i in range(60):
-        (src / f"f{i:02d}").write_bytes(b"x" * 100_000)  # 12 s at 0.5 MB/s
+        (src / f"f{i:02d}").write_bytes(b"x" * 100_000)  # 2 s each at 0.05 MB/s
     proc = subprocess.Popen(
         [sys.executable, "-m", "flows.cli", "export", str(src), f"s3://{bucket}/c"]
-        + ["--bandwidth-mbps", "0.5", "--report-dir", str(tmp_path / "r")]
+        + ["--bandwidth-mbps", "0.05", "--report-dir", str(tmp_path / "r")]
         + ["--workers", workers, "--partition-files", "15"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -363,8 +363,15 @@ def test_ctrl_c_cancels_the_export_prints_its_summary_and_exits_3(
         stdin=subprocess.DEVNULL,
         start_new_session=True,  # its own process group, as at a terminal
     )
+    def copying() -> set[int]:
+        """The partitions (15 files each, in name order) with an object in the bucket."""
+        keys = s3_client.list_objects_v2(Bucket=bucket).get("Contents", [])
+        return {int(key["Key"].rsplit("/f", 1)[1]) // 15 for key in keys}
+
+    # every worker process is copying (a partition takes 30-60 s, so no process has finished
+    # one and taken the next, however long the others take to start)
     deadline = time.monotonic() + 600
-    while not s3_client.list_objects_v2(Bucket=bucket).get("KeyCount", 0):  # it is copying
+    while len(copying()) < int(workers):
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
         time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGINT)
