@@ -277,3 +277,17 @@ def gcs_bucket(gcs_endpoint):
     name = f"ferry-{uuid.uuid4().hex[:12]}"
     create_bucket(gcs_endpoint, name)
     return name, options(gcs_endpoint)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """A test that ran a flow with no API of its own started Prefect's temporary local server,
+    which stops at exit and logs so to a console pytest has closed by then (a 'Logging error'
+    traceback after the summary). It is stopped here instead, while the console is open."""
+    import sys
+
+    if "prefect.server.api.server" in sys.modules:
+        from prefect.server.api.server import SubprocessASGIServer, subprocess_server_logger
+
+        subprocess_server_logger.disabled = True  # its API is the server it stops
+        for server in list(SubprocessASGIServer._instances.values()):
+            server.stop()
