@@ -349,12 +349,12 @@ def serve(fp: str) -> None:
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
+    pid_file = path[: -len(".sock")] + ".pid"
+    with open(pid_file, "w") as f:  # before the socket: whoever sees the socket finds the pid
+        f.write(str(os.getpid()))
     listener.bind(path)
     ours = os.stat(path).st_ino
     listener.listen(16)
-    pid_file = path[: -len(".sock")] + ".pid"
-    with open(pid_file, "w") as f:
-        f.write(str(os.getpid()))
     with contextlib.suppress(OSError):
         os.unlink(path + ".starting")
     stopping = []

@@ -36,7 +36,7 @@ def s3_endpoint():
     """moto's S3 server on a free loopback port, with credentials in the environment the way a
     user would set them (ferry reads AWS_ENDPOINT_URL like any AWS tool)."""
     saved = {k: os.environ.get(k) for k in [*DEMO_CREDENTIALS, "AWS_ENDPOINT_URL"]}
-    with local_s3() as endpoint:
+    with local_s3(timeout=600) as endpoint:  # a busy machine starts it slowly
         os.environ.update(DEMO_CREDENTIALS)
         os.environ["AWS_ENDPOINT_URL"] = endpoint
         yield endpoint
@@ -246,7 +246,7 @@ def azure_endpoint():
     """Azurite's blob service on a free loopback port (installed from npm on first use)."""
     from azurite import azurite
 
-    with azurite() as endpoint:
+    with azurite(timeout=600) as endpoint:
         yield endpoint
 
 
@@ -265,7 +265,9 @@ def gcs_endpoint():
     """A Google Cloud Storage XML endpoint on loopback (`tests/gcs_xml.py`: moto's server, which
     also keeps `x-goog-meta-*`)."""
     here = os.path.dirname(os.path.abspath(__file__))
-    with local_s3(server=[sys.executable, os.path.join(here, "gcs_xml.py")]) as endpoint:
+    with local_s3(
+        server=[sys.executable, os.path.join(here, "gcs_xml.py")], timeout=600
+    ) as endpoint:
         yield endpoint
 
 
@@ -279,6 +281,7 @@ def gcs_bucket(gcs_endpoint):
     return name, options(gcs_endpoint)
 
 
+@pytest.hookimpl(trylast=True)  # after the session's fixtures (the harness's server) are gone
 def pytest_sessionfinish(session, exitstatus):
     """A test that ran a flow with no API of its own started Prefect's temporary local server,
     which stops at exit and logs so to a console pytest has closed by then (a 'Logging error'

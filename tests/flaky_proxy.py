@@ -96,3 +96,34 @@ class FlakyProxy:
     def __exit__(self, *exc) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+class TwoAtOnce:
+    """An `on_request` hook that holds every request of the first group it sees (`group_of`
+    maps a request to its group, or None for one that is let through) until a request of
+    another group arrives, for at most `seconds` in all. A worker process runs one partition
+    (or range) at a time, so a task with the first group's work held only goes on when a
+    second worker takes another: however late that worker starts, the first cannot run
+    every group alone. Retries of a held request (a client timing out) are held too.
+    `together` tells whether the other group came."""
+
+    def __init__(self, group_of, seconds: float = 300) -> None:
+        self.group_of, self.seconds = group_of, seconds
+        self.together = threading.Event()
+        self.first = None
+        self._deadline = 0.0
+        self._lock = threading.Lock()
+
+    def __call__(self, method: str, path: str) -> None:
+        import time
+
+        group = self.group_of(method, path)
+        if group is None:
+            return
+        with self._lock:
+            if self.first is None:
+                self.first, self._deadline = group, time.monotonic() + self.seconds
+            elif group != self.first:
+                self.together.set()
+        if group == self.first:
+            self.together.wait(timeout=max(0.0, self._deadline - time.monotonic()))

@@ -20,7 +20,7 @@ def ferry(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
         text=True,
         env={**os.environ, **(env or {})},
         stdin=subprocess.DEVNULL,
-        timeout=120,
+        timeout=600,  # a guard against a hang: a first run may start a local Prefect server
     )
 
 
@@ -47,7 +47,7 @@ def test_missing_bucket_exits_2(tmp_path, s3_endpoint):
 
 
 def test_bad_credentials_exit_2(tmp_path):
-    with local_s3(check_credentials=True) as endpoint:
+    with local_s3(check_credentials=True, timeout=600) as endpoint:
         proc = ferry(
             "import",
             "s3://any-bucket/x",
@@ -363,6 +363,7 @@ def test_ctrl_c_cancels_the_export_prints_its_summary_and_exits_3(
         stdin=subprocess.DEVNULL,
         start_new_session=True,  # its own process group, as at a terminal
     )
+
     def copying() -> set[int]:
         """The partitions (15 files each, in name order) with an object in the bucket."""
         keys = s3_client.list_objects_v2(Bucket=bucket).get("Contents", [])

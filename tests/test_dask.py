@@ -152,7 +152,7 @@ def test_a_worker_killed_mid_partition_costs_nothing(
         destination=str(back),
         dask_address=address,
         partition_files=6,
-        bandwidth_mbps=0.6,  # 2.4 MB: 4 s, so the kill lands mid-partition
+        bandwidth_mbps=0.24,  # 2.4 MB: 10 s, so the kill lands mid-partition
         report_dir=reports,
     )
     until("a file", lambda: os.path.isdir(back) and os.listdir(back), thread)

@@ -108,8 +108,9 @@ def test_unresolvable_conflict_stops_before_commit(bucket, s3_client, metadata, 
     import time
 
     ts = int(time.time())
-    # whichever second the conversion starts in, its `.slash.<ts>` name is already taken
-    keys = {f"a/b.slash.{t}": b"x" for t in range(ts, ts + 30)}
+    # whichever second the conversion starts in (within 10 minutes, however busy the machine),
+    # its `.slash.<ts>` name is already taken
+    keys = {f"a/b.slash.{t}": b"x" for t in range(ts, ts + 600)}
     keys["a/b/"] = b"data"
     fill(s3_client, bucket, keys)
     with pytest.raises(ConversionRefused, match="cannot be placed.*'a/b/'"):

@@ -140,7 +140,7 @@ def test_a_reader_never_sees_half_a_rename(hns):
     for i in range(30):
         fs.pipe(f"{b}/src/d{i}/f", b"1")
     seen_tops, seen_sizes = set(), set()
-    stop = threading.Event()
+    stop, reading = threading.Event(), threading.Event()
 
     def watch():
         reader = fsspec.filesystem("hns", metadata=fs.metadata, skip_instance_cache=True)
@@ -150,9 +150,11 @@ def test_a_reader_never_sees_half_a_rename(hns):
                 # renamed away between two calls is fine: each call is one snapshot
                 with contextlib.suppress(FileNotFoundError):
                     seen_sizes.add(len(reader.ls(f"{b}/{name}")))
+            reading.set()
 
     watcher = threading.Thread(target=watch)
     watcher.start()
+    assert reading.wait(timeout=300), "the reader read nothing"  # it reads while renames run
     try:
         for i in range(10):
             src, dst = (f"{b}/src", f"{b}/dst") if i % 2 == 0 else (f"{b}/dst", f"{b}/src")

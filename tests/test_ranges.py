@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from conftest import manifest_rows, write_file
-from flaky_proxy import FlakyProxy
+from flaky_proxy import FlakyProxy, TwoAtOnce
 
 from flows import export_data, import_data
 from tasks import ranges
@@ -141,29 +141,15 @@ def test_ranges_are_listed_and_planned_in_parallel_on_the_workers(
     tmp_path, s3_client, bucket, reports
 ):
     """70 prefixes, in 8 ranges, imported with two workers. A proxy holds the first whole-range
-    LIST until a second one arrives: each worker process runs one range at a time, so the
-    import only goes on if two workers list at once. Each range's rejected key is a row
+    LIST (and its retries) until another prefix's arrives: each worker process runs one range
+    at a time and lists its spans in turn, so the import only goes on if two workers list at
+    once. Each range's rejected key is a row
     planned where its range was: two workers."""
     for n in range(70):
         s3_client.put_object(Bucket=bucket, Key=f"p/d{n:02d}/f", Body=b"1")
         s3_client.put_object(Bucket=bucket, Key=f"p/d{n:02d}/bad\\name", Body=b"2")
-    lists, together = [], threading.Event()
-    lock = threading.Lock()
-
-    def first_waits_for_a_second(method: str, path: str) -> None:
-        if _is_deep_listing(method, path) is None:
-            return
-        with lock:
-            lists.append(path)
-            first = len(lists) == 1
-            if len(lists) == 2:
-                together.set()
-        if first:
-            together.wait(timeout=120)
-
-    with FlakyProxy(
-        os.environ["AWS_ENDPOINT_URL"], {}, on_request=first_waits_for_a_second
-    ) as proxy:
+    gate = TwoAtOnce(_is_deep_listing)  # a worker lists its range's spans one at a time
+    with FlakyProxy(os.environ["AWS_ENDPOINT_URL"], {}, on_request=gate) as proxy:
         result = import_data(
             f"s3://{bucket}/p",
             str(tmp_path / "back"),
@@ -171,7 +157,7 @@ def test_ranges_are_listed_and_planned_in_parallel_on_the_workers(
             workers=2,
             report_dir=reports,
         )
-    assert together.is_set(), "no two ranges were listed at once"
+    assert gate.together.is_set(), "no two ranges were listed at once"
     assert result.counts == {"ok": 70, "skipped": 0, "rejected": 70, "failed": 0}
     rows = manifest_rows(result)
     planners = {r["worker"] for r in rows.values() if r["status"] == "rejected"}

@@ -85,14 +85,15 @@ def test_the_second_command_runs_warm_with_the_same_output_and_exit_codes(
     )
 
 
-def _slow_export(tmp_path, bucket):
+def _slow_export(tmp_path, bucket, mbps: float):
+    """An export of 60 files of 100 kB: 12 s at 0.5 MB/s, 2 minutes at 0.05."""
     src = tmp_path / "slow"
     src.mkdir()
     for i in range(60):
-        (src / f"f{i:02d}").write_bytes(b"x" * 100_000)  # 12 s at 0.5 MB/s
+        (src / f"f{i:02d}").write_bytes(b"x" * 100_000)
     return subprocess.Popen(
         [sys.executable, "-m", "flows.warm", "export", str(src), f"s3://{bucket}/c"]
-        + ["--bandwidth-mbps", "0.5", "--report-dir", str(tmp_path / "r")],
+        + ["--bandwidth-mbps", str(mbps), "--report-dir", str(tmp_path / "r")],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -120,7 +121,7 @@ def _start_warm() -> None:
 
 def test_ctrl_c_reaches_the_warm_command(warm_home, tmp_path, bucket, s3_client):
     _start_warm()
-    proc = _slow_export(tmp_path, bucket)
+    proc = _slow_export(tmp_path, bucket, 0.05)  # still copying when Ctrl-C lands
     _until_copying(proc, s3_client, bucket)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=600)
@@ -131,11 +132,11 @@ def test_ctrl_c_reaches_the_warm_command(warm_home, tmp_path, bucket, s3_client)
 
 def test_killing_the_command_kills_its_warm_work(warm_home, tmp_path, bucket, s3_client):
     _start_warm()
-    proc = _slow_export(tmp_path, bucket)
+    proc = _slow_export(tmp_path, bucket, 0.1)  # a file a second: 3 s would show more
     _until_copying(proc, s3_client, bucket)
     proc.kill()  # kill -9: no chance to forward anything
     proc.wait()
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 300
     while not (os.path.exists(log_path()) and served()):
         assert time.monotonic() < deadline, "the warm work outlived its command"
         time.sleep(0.2)
@@ -180,7 +181,7 @@ def test_a_warm_process_gone_stale_finishes_the_commands_it_runs(
     pid_file = warm.socket_path()[: -len(".sock")] + ".pid"
     with open(pid_file) as f:
         warm_pid = int(f.read())
-    proc = _slow_export(tmp_path, bucket)
+    proc = _slow_export(tmp_path, bucket, 0.5)  # all 60 files are to arrive
     _until_copying(proc, s3_client, bucket)
     os.unlink(warm.socket_path())
     out, err = proc.communicate(timeout=600)

@@ -8,39 +8,24 @@ import os
 
 import pandas as pd
 from conftest import manifest_rows, random_tree
-from flaky_proxy import FlakyProxy
+from flaky_proxy import FlakyProxy, TwoAtOnce
 
 from flows import export_data, import_data
 from tasks.rows import worker_id
 
 
-def _two_partitions_at_once():
-    """A proxy hook holding the first copy of a file until a file of another partition
-    (3 files each: f000-f002, f003-f005, ...) is copied: a worker process runs one partition at
-    a time, so the task only goes on when two workers copy at once. Returns (hook, together)."""
+def _two_partitions_at_once() -> TwoAtOnce:
+    """Holds the copies of the first partition seen (3 files each: f000-f002, f003-f005, ...)
+    until a file of another partition is copied."""
     import re
-    import threading
 
-    together, first = threading.Event(), []
-    lock = threading.Lock()
-
-    def hook(method: str, path: str) -> None:
+    def partition(method: str, path: str) -> int | None:
         found = re.search(r"/f(\d{3})(\?|$)", path)
         if method not in ("PUT", "GET") or found is None or "list-type" in path:
-            return
-        group = int(found.group(1)) // 3
-        with lock:
-            if not first:
-                first.append(group)
-                mine = True
-            else:
-                mine = False
-                if group != first[0]:
-                    together.set()
-        if mine:
-            together.wait(timeout=120)
+            return None
+        return int(found.group(1)) // 3
 
-    return hook, together
+    return TwoAtOnce(partition)
 
 
 def test_partitions_run_in_worker_processes_and_the_manifest_says_which(
@@ -48,8 +33,8 @@ def test_partitions_run_in_worker_processes_and_the_manifest_says_which(
 ):
     src, back = tmp_path / "src", tmp_path / "back"
     random_tree(src, 12, 1000)
-    hook, together = _two_partitions_at_once()
-    with FlakyProxy(os.environ["AWS_ENDPOINT_URL"], {}, on_request=hook) as proxy:
+    gate = _two_partitions_at_once()
+    with FlakyProxy(os.environ["AWS_ENDPOINT_URL"], {}, on_request=gate) as proxy:
         result = export_data(
             str(src),
             f"s3://{bucket}/w",
@@ -58,7 +43,7 @@ def test_partitions_run_in_worker_processes_and_the_manifest_says_which(
             report_dir=reports,
             destination_options={"endpoint_url": proxy.url},
         )
-    assert together.is_set(), "no two partitions were copied at once"
+    assert gate.together.is_set(), "no two partitions were copied at once"
     assert result.counts == {"ok": 12, "skipped": 0, "rejected": 0, "failed": 0}
     rows = manifest_rows(result)
     workers = {r["worker"] for r in rows.values()}
@@ -67,8 +52,8 @@ def test_partitions_run_in_worker_processes_and_the_manifest_says_which(
     assert all(w.startswith(host + ":") and w.split(":")[1].isdigit() for w in workers)
     assert s3_client.list_objects_v2(Bucket=bucket, Prefix="w/")["KeyCount"] == 12
 
-    hook, together = _two_partitions_at_once()
-    with FlakyProxy(os.environ["AWS_ENDPOINT_URL"], {}, on_request=hook) as proxy:
+    gate = _two_partitions_at_once()
+    with FlakyProxy(os.environ["AWS_ENDPOINT_URL"], {}, on_request=gate) as proxy:
         got = import_data(
             f"s3://{bucket}/w",
             str(back),
@@ -77,7 +62,7 @@ def test_partitions_run_in_worker_processes_and_the_manifest_says_which(
             report_dir=reports,
             source_options={"endpoint_url": proxy.url},
         )
-    assert together.is_set(), "no two partitions were copied at once"
+    assert gate.together.is_set(), "no two partitions were copied at once"
     assert got.counts == {"ok": 12, "skipped": 0, "rejected": 0, "failed": 0}
     assert len({r["worker"] for r in manifest_rows(got).values()}) == 2
     for name in os.listdir(src):
