@@ -11,6 +11,7 @@ import contextlib
 
 from prefect import flow
 from prefect.client.orchestration import get_client
+from prefect.concurrency.asyncio import ConcurrencySlotAcquisitionError
 from prefect.concurrency.sync import concurrency
 from prefect.runtime import flow_run
 
@@ -95,10 +96,14 @@ def stream_slot(stream: str):
     name = limit_name(stream)
     with contextlib.ExitStack() as held:
         try:
+            # one request, answered however slowly the API answers (a timeout would cut it short,
+            # and a slot the server granted meanwhile would stay taken until its lease ended)
             held.enter_context(
-                concurrency(name, occupy=1, strict=True, lease_duration=60, timeout_seconds=1)
+                concurrency(name, occupy=1, strict=True, lease_duration=60, max_retries=0)
             )
-        except TimeoutError:
+        except ConcurrencySlotAcquisitionError as exc:
+            if getattr(getattr(exc.__cause__, "response", None), "status_code", None) != 423:
+                raise  # not "all slots taken" (423 Locked): the limit is gone, or the API failed
             waiting = f"waiting for one of data stream {stream}'s {MAX_BATCH_TASKS} slots"
             run_logger().info("%s: all are taken by other tasks of the stream", waiting)
             _mark_running(AWAITING_SLOT, waiting)

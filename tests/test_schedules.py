@@ -172,6 +172,14 @@ def wait_for_a_finished_run(api, deployment, serve, log, seconds) -> dict:
 
 
 def test_a_scheduled_import_runs_on_a_real_server(prefect_server, tmp_path, s3_endpoint, s3_client):
+    """The stream reaches its bucket through a proxy that holds every read of the `b*` objects
+    until the test ends: the import that reads them is in flight when serve stops, however fast
+    or slow the machine, and ends only as serve's stop makes it end."""
+    import threading
+    from urllib.parse import urlsplit
+
+    from flaky_proxy import FlakyProxy
+
     api, env = prefect_server
     marker = f"FERRY_TEST_MARKER={uuid.uuid4().hex}"  # inherited by every process serve starts
     env = {
@@ -188,59 +196,75 @@ def test_a_scheduled_import_runs_on_a_real_server(prefect_server, tmp_path, s3_e
     s3_client.put_object(Bucket=bucket, Key="feed/old/b.txt", Body=b"not watched")
     target = tmp_path / "fs"
     target.mkdir()
-    create = (
-        "from deployments.streams import create_stream; "
-        f"create_stream('sched', {str(target)!r}, 's3://{bucket}/feed', auto_update=True, "
-        "refresh_minutes=0.05, prefixes=['/feed/new/'], bandwidth_mbps=0.2)"
-    )
-    subprocess.run([sys.executable, "-c", create], env=env, check=True, timeout=300)
-    log = tmp_path / "serve.log"
-    with open(log, "w") as out:
-        serve = subprocess.Popen(
-            [sys.executable, "-m", "flows.cli", "serve"],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            preexec_fn=die_with_parent,
+    reading, released = threading.Event(), threading.Event()
+
+    def hold_the_import(method: str, path: str) -> None:
+        if method in ("GET", "HEAD") and urlsplit(path).path.startswith(f"/{bucket}/feed/new/b"):
+            reading.set()
+            released.wait(timeout=900)
+            raise ConnectionAbortedError("serve stopped the import before this read")
+
+    with contextlib.ExitStack() as held:
+        proxy = held.enter_context(FlakyProxy(s3_endpoint, {}, on_request=hold_the_import))
+        held.callback(released.set)
+        create = (
+            "from deployments.streams import create_stream; "
+            f"create_stream('sched', {str(target)!r}, 's3://{bucket}/feed', "
+            f"endpoint_url={proxy.url!r}, use_ssl=False, auto_update=True, "
+            "refresh_minutes=0.05, prefixes=['/feed/new/'])"
         )
-    try:
-        # generous: a loaded 2-core machine takes minutes to start serve and a flow-run process
-        run = wait_for_a_finished_run(api, "sched-auto-update", serve, log, seconds=900)
-        assert run["state"]["type"] == "COMPLETED", describe(runs_of(api, "sched-auto-update"), log)
-        assert (target / "new" / "a.txt").read_bytes() == b"scheduled"
-        assert not (target / "old").exists()  # only the auto-update prefixes are imported
-        # a run that came due while another ran was cancelled before it started a process
-        runs = runs_of(api, "sched-auto-update")
-        busy = [r for r in runs if r["state"]["type"] in {"RUNNING", "PENDING"}]
-        assert len(busy) <= 1, describe(runs, log)
-        # an import in flight when serve stops: 200 objects of 100 kB at the stream's 0.2 MB/s
-        # take 100 s
-        for i in range(200):
-            s3_client.put_object(Bucket=bucket, Key=f"feed/new/b{i:03d}", Body=b"x" * 100_000)
-        deadline = time.monotonic() + 900
-        while not list((target / "new").glob("b*")):
-            assert serve.poll() is None and time.monotonic() < deadline, describe(
-                runs_of(api, "sched-auto-update"), log
+        subprocess.run([sys.executable, "-c", create], env=env, check=True, timeout=300)
+        log = tmp_path / "serve.log"
+        with open(log, "w") as out:
+            serve = subprocess.Popen(
+                [sys.executable, "-m", "flows.cli", "serve"],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                preexec_fn=die_with_parent,
             )
-            time.sleep(0.5)
-        in_flight = [
-            r["id"] for r in runs_of(api, "sched-auto-update") if r["state"]["type"] == "RUNNING"
-        ]
-    finally:
-        stopped = stop(serve)
-    assert stopped, "ferry serve did not stop on SIGTERM\n" + log.read_text()[-4000:]
-    assert len(in_flight) == 1, describe(runs_of(api, "sched-auto-update"), log)
-    # stopping serve ended the run it had in flight, as a final state the API shows
-    final = {r["id"]: r["state"]["type"] for r in runs_of(api, "sched-auto-update")}
-    assert final[in_flight[0]] in {"CANCELLED", "CRASHED"}, describe(
-        runs_of(api, "sched-auto-update"), log
-    )
-    # stopping serve ended the runs it started: nothing of this test is left running
-    deadline = time.monotonic() + 60
-    while (left := processes_with(marker)) and time.monotonic() < deadline:
-        time.sleep(1)
-    assert not left, f"left running after ferry serve stopped: {left}"
+        try:
+            # generous: a loaded 2-core machine takes minutes to start serve and a flow-run process
+            run = wait_for_a_finished_run(api, "sched-auto-update", serve, log, seconds=900)
+            runs = runs_of(api, "sched-auto-update")
+            assert run["state"]["type"] == "COMPLETED", describe(runs, log)
+            assert (target / "new" / "a.txt").read_bytes() == b"scheduled"
+            assert not (target / "old").exists()  # only the auto-update prefixes are imported
+            # a run that came due while another ran was cancelled before it started a process
+            busy = [r for r in runs if r["state"]["type"] in {"RUNNING", "PENDING"}]
+            assert len(busy) <= 1, describe(runs, log)
+            # an import in flight when serve stops: held by the proxy at its first read of b*
+            for i in range(3):
+                s3_client.put_object(Bucket=bucket, Key=f"feed/new/b{i}", Body=b"x" * 1000)
+            deadline = time.monotonic() + 900
+            while not reading.wait(timeout=0.5):
+                assert serve.poll() is None and time.monotonic() < deadline, describe(
+                    runs_of(api, "sched-auto-update"), log
+                )
+            runs = runs_of(api, "sched-auto-update")
+            in_flight = [r["id"] for r in runs if r["state"]["type"] == "RUNNING"]
+            assert len(in_flight) == 1, describe(runs, log)
+        finally:
+            stopped = stop(serve)
+        assert stopped, "ferry serve did not stop on SIGTERM\n" + log.read_text()[-4000:]
+        # stopping serve ended the run it had in flight, as a final state the API shows: Cancelled
+        # by serve, or Crashed by the run's own engine or, at the latest, by the heartbeat
+        # automation (45 s after its last heartbeat)
+        deadline = time.monotonic() + 300
+        while True:
+            response = api_request("GET", f"{api}/flow_runs/{in_flight[0]}", timeout=30)
+            final = response.json()["state"]["type"]
+            if final in {"COMPLETED", "FAILED", "CANCELLED", "CRASHED"}:
+                break
+            assert time.monotonic() < deadline, describe(runs_of(api, "sched-auto-update"), log)
+            time.sleep(2)
+        assert final in {"CANCELLED", "CRASHED"}, describe(runs_of(api, "sched-auto-update"), log)
+        # stopping serve ended the runs it started: nothing of this test is left running
+        deadline = time.monotonic() + 60
+        while (left := processes_with(marker)) and time.monotonic() < deadline:
+            time.sleep(1)
+        assert not left, f"left running after ferry serve stopped: {left}"
 
 
 def test_a_killed_stream_task_is_marked_crashed_and_gives_its_slot_back(
