@@ -215,15 +215,7 @@ def test_a_scheduled_import_runs_on_a_real_server(prefect_server, tmp_path, s3_e
         )
         subprocess.run([sys.executable, "-c", create], env=env, check=True, timeout=300)
         log = tmp_path / "serve.log"
-        with open(log, "w") as out:
-            serve = subprocess.Popen(
-                [sys.executable, "-m", "flows.cli", "serve"],
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                preexec_fn=die_with_parent,
-            )
+        serve = start_serve(env, log)
         try:
             # generous: a loaded 2-core machine takes minutes to start serve and a flow-run process
             run = wait_for_a_finished_run(api, "sched-auto-update", serve, log, seconds=900)
