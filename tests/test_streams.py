@@ -10,7 +10,7 @@ import time
 import uuid
 
 import pytest
-from conftest import run_logs, tagged_bucket
+from conftest import random_tree, run_logs, tagged_bucket
 from prefect.client.orchestration import get_client
 from prefect.exceptions import ObjectNotFound
 
@@ -212,12 +212,6 @@ def test_modify_only_what_the_seed_allows(tmp_path, s3_client):
         modify_stream(name, refresh_minutes=0)
 
 
-def slow_tree(root, files: int, size: int):
-    root.mkdir(exist_ok=True)
-    for i in range(files):
-        (root / f"f{i:03d}").write_bytes(b"x" * size)
-
-
 def test_at_most_four_batch_tasks_of_a_stream_run_at_once(tmp_path, s3_client):
     """Five tasks of a stream at once: four take the stream's slots, the fifth waits and says so.
     A proxy in front of the store holds every upload until the fifth is seen waiting, so no task
@@ -227,7 +221,7 @@ def test_at_most_four_batch_tasks_of_a_stream_run_at_once(tmp_path, s3_client):
     from flaky_proxy import FlakyProxy
 
     bucket = tagged_bucket(s3_client)
-    slow_tree(tmp_path / "src", 3, 1_000)
+    random_tree(tmp_path / "src", 3, 1_000)
     opened = threading.Event()
 
     def hold_uploads(method: str, path: str) -> None:
@@ -290,7 +284,7 @@ def test_at_most_four_batch_tasks_of_a_stream_run_at_once(tmp_path, s3_client):
 
 def test_stop_cancels_a_running_task_and_refuses_new_ones(tmp_path, s3_client):
     bucket = tagged_bucket(s3_client)
-    slow_tree(tmp_path / "src", 200, 50_000)  # 50 s at 0.2 MB/s
+    random_tree(tmp_path / "src", 200, 50_000)  # 50 s at 0.2 MB/s
     name = unique()
     create_stream(name, str(tmp_path / "src"), f"s3://{bucket}/out", bandwidth_mbps=0.2)
     outcome = []
@@ -365,7 +359,7 @@ def test_ferry_stream_run_stopped_prints_its_summary_and_exits_3(tmp_path, s3_cl
     from flows.cli import main
 
     bucket = tagged_bucket(s3_client)
-    slow_tree(tmp_path / "src", 200, 50_000)  # 50 s at 0.2 MB/s
+    random_tree(tmp_path / "src", 200, 50_000)  # 50 s at 0.2 MB/s
     name = unique()
     create_stream(name, str(tmp_path / "src"), f"s3://{bucket}/out", bandwidth_mbps=0.2)
     code = []
